@@ -1,0 +1,70 @@
+/* Table-driven configuration shared by tally's programs.
+ *
+ * Each program describes its settings in a table of tally_opt_t: the environment name
+ * (SERVICE_PORT), type, bounds, default and help. The flag is derived from the name
+ * (--service-port). Values are applied in this order, later ones winning:
+ *   defaults, the .env file (ENV_FILE or --env-file, default ./.env if present),
+ *   the process environment, command-line flags.
+ * A secret option NAME also accepts NAME_FILE (and --name-file): a file whose contents,
+ * less one trailing newline, are the value. Any bad value stops loading with one line in
+ * the error buffer naming the variable. */
+#ifndef TALLY_CONFIG_H
+#define TALLY_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum tally_opt_type {
+    TALLY_OPT_STRING,   /* char[size] */
+    TALLY_OPT_SECRET,   /* char[size], also settable through NAME_FILE; never echoed */
+    TALLY_OPT_INT,      /* int, min..max */
+    TALLY_OPT_LOGLEVEL, /* int: enum tally_log_level */
+};
+
+/** Checks and may rewrite a string value in place (buffer of @p size bytes). Returns
+ *  TALLY_OK, or TALLY_ERR with a reason ("must be tcp://host:port") in @p why. */
+typedef int (*tally_opt_check_fn)(char *value, size_t size, char *why, size_t whylen);
+
+typedef struct tally_opt {
+    const char *name; /* environment name; the flag is its lower-case, dashed form */
+    enum tally_opt_type type;
+    size_t offset; /* where the value lives in the program's config struct */
+    size_t size;   /* string buffer size */
+    long long min, max;
+    const char *def; /* default, as text; NULL for empty */
+    const char *help;
+    tally_opt_check_fn check; /* optional, strings only */
+} tally_opt_t;
+
+/* tally_config_load's answers beyond TALLY_OK / TALLY_ERR. */
+#define TALLY_CONFIG_EXIT 1 /* --help or --version was printed: exit 0 */
+
+/** Fills @p cfg from the sources above. Returns TALLY_OK, TALLY_CONFIG_EXIT, or TALLY_ERR
+ *  with one line in @p err (no newline) naming the variable. */
+int tally_config_load(const tally_opt_t *opts, size_t nopts, void *cfg, int argc, char **argv,
+                      const char *summary, char *err, size_t errlen);
+
+/** Prints the --help text: every option with its flag, default and help. */
+void tally_config_usage(FILE *out, const char *progname, const char *summary, const tally_opt_t *opts,
+                        size_t nopts);
+
+/** Called by tally_dotenv_parse for each assignment; returning TALLY_ERR stops parsing. */
+typedef int (*tally_dotenv_cb)(const char *key, const char *value, void *ud, char *err, size_t errlen);
+
+/** Parses .env text: KEY=VALUE lines, optional "export ", # comments, "double" quotes
+ *  with \" \\ \n escapes, 'single' quotes taken literally. Returns TALLY_OK, or TALLY_ERR
+ *  with "line N: reason" in @p err. */
+int tally_dotenv_parse(const char *text, size_t len, tally_dotenv_cb cb, void *ud, char *err, size_t errlen);
+
+/** Strict integer parsing: optional '-', decimal digits only, within min..max. */
+int tally_parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* Checks shared by the programs' tables. */
+/** A bind address: an IPv4/IPv6 literal or a host name. */
+int tally_check_host(char *value, size_t size, char *why, size_t whylen);
+/** An instance id usable in MQTT topics: 1-64 of [A-Za-z0-9._-]; empty means "hostname". */
+int tally_check_instance_id(char *value, size_t size, char *why, size_t whylen);
+/** tcp://host[:port] or mqtt://host[:port]; rewritten to tcp://host:port for paho. */
+int tally_check_mqtt_url(char *value, size_t size, char *why, size_t whylen);
+
+#endif

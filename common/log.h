@@ -1,0 +1,29 @@
+/* Leveled logging to stderr, one line per event.
+ *
+ * Levels, lowest first: debug (per-connection detail), info (state changes: connected,
+ * ready, shutting down), warn (a fault that tally recovers from by itself), error (a
+ * fault that needs an operator). A call below the threshold returns before formatting. */
+#ifndef TALLY_LOG_H
+#define TALLY_LOG_H
+
+#include <stdarg.h>
+
+enum tally_log_level { TALLY_LOG_DEBUG = 0, TALLY_LOG_INFO, TALLY_LOG_WARN, TALLY_LOG_ERROR };
+
+/** Sets the threshold and the program name printed on each line (not copied). */
+void tally_log_init(const char *progname, enum tally_log_level level);
+/** Returns the level named by @p name ("debug", "info", "warn", "error") or -1. */
+int tally_log_level_from_name(const char *name);
+/** Returns the name of @p level. */
+const char *tally_log_level_name(enum tally_log_level level);
+/** Returns non-zero when a message at @p level would be printed. */
+int tally_log_enabled(enum tally_log_level level);
+/** Prints one line: time, level, program, message. Thread-safe (one write per line). */
+void tally_log(enum tally_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define tally_debug(...) tally_log(TALLY_LOG_DEBUG, __VA_ARGS__)
+#define tally_info(...) tally_log(TALLY_LOG_INFO, __VA_ARGS__)
+#define tally_warn(...) tally_log(TALLY_LOG_WARN, __VA_ARGS__)
+#define tally_error(...) tally_log(TALLY_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,188 @@
+#include "mqtt_link.h"
+#include "log.h"
+
+#include <string.h>
+#include <time.h>
+
+/* Connection state as the main thread sees it. paho's automatic reconnect only starts after
+ * a first successful connect, so until then the main thread retries from tally_mqtt_link_tick. */
+enum { ST_IDLE = 0, ST_CONNECTING, ST_FAILED, ST_ESTABLISHED, ST_STOPPED };
+
+static void on_subscribe_ok(void *context, MQTTAsync_successData *response)
+{
+    tally_mqtt_link_t *link = context;
+    if (response != NULL && response->alt.qos == 0x80) {
+        tally_error("mqtt %s: subscription refused by the broker (check the ACL)", link->url);
+        return;
+    }
+    if ((size_t)atomic_fetch_add(&link->subacks_, 1) + 1 == link->ntopics) {
+        atomic_store(&link->subscribed, 1);
+        tally_info("mqtt %s: subscribed", link->url);
+    }
+}
+
+static void on_subscribe_fail(void *context, MQTTAsync_failureData *response)
+{
+    tally_mqtt_link_t *link = context;
+    tally_error("mqtt %s: subscribe failed (code %d)", link->url, response ? response->code : 0);
+}
+
+/* Called by paho after every successful connect, first or automatic: (re)subscribe here,
+ * since a clean session forgets subscriptions. */
+static void on_connected(void *context, char *cause)
+{
+    tally_mqtt_link_t *link = context;
+    (void)cause;
+    atomic_store(&link->state_, ST_ESTABLISHED);
+    atomic_store(&link->connected, 1);
+    atomic_store(&link->subscribed, 0);
+    atomic_store(&link->subacks_, 0);
+    atomic_fetch_add(&link->connects, 1);
+    tally_info("mqtt %s: connected as %s", link->url, link->client_id);
+    for (size_t i = 0; i < link->ntopics; i++) {
+        MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+        opts.onSuccess = on_subscribe_ok;
+        opts.onFailure = on_subscribe_fail;
+        opts.context = link;
+        int rc = MQTTAsync_subscribe(link->client_, link->topics[i], 0, &opts);
+        if (rc != MQTTASYNC_SUCCESS)
+            tally_error("mqtt %s: cannot subscribe to %s (code %d)", link->url, link->topics[i], rc);
+    }
+}
+
+static void on_connect_fail(void *context, MQTTAsync_failureData *response)
+{
+    tally_mqtt_link_t *link = context;
+    int expected = ST_CONNECTING;
+    if (atomic_compare_exchange_strong(&link->state_, &expected, ST_FAILED))
+        tally_warn("mqtt %s: cannot connect (%s, code %d)", link->url,
+                   response && response->message ? response->message : "no answer",
+                   response ? response->code : 0);
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+    tally_mqtt_link_t *link = context;
+    atomic_store(&link->connected, 0);
+    atomic_store(&link->subscribed, 0);
+    tally_warn("mqtt %s: connection lost (%s); reconnecting", link->url, cause ? cause : "no reason given");
+}
+
+static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsync_message *message)
+{
+    tally_mqtt_link_t *link = context;
+    (void)topiclen;
+    atomic_fetch_add(&link->received, 1);
+    if (link->on_message != NULL)
+        link->on_message(link->data, topic, message->payload,
+                         (size_t)(message->payloadlen > 0 ? message->payloadlen : 0));
+    MQTTAsync_freeMessage(&message);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static void connect_now(tally_mqtt_link_t *link)
+{
+    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+    opts.keepAliveInterval = link->keepalive_s > 0 ? link->keepalive_s : 10;
+    opts.cleansession = 1;
+    opts.automaticReconnect = 1;
+    opts.minRetryInterval = 1;
+    opts.maxRetryInterval = 4;
+    opts.connectTimeout = 5;
+    opts.onFailure = on_connect_fail;
+    opts.context = link;
+    if (link->username != NULL && link->username[0] != '\0')
+        opts.username = link->username;
+    if (link->password != NULL && link->password[0] != '\0')
+        opts.password = link->password;
+    atomic_store(&link->state_, ST_CONNECTING);
+    int rc = MQTTAsync_connect(link->client_, &opts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        atomic_store(&link->state_, ST_FAILED);
+        tally_warn("mqtt %s: connect refused locally (code %d)", link->url, rc);
+    }
+}
+
+int tally_mqtt_link_start(tally_mqtt_link_t *link)
+{
+    atomic_init(&link->connected, 0);
+    atomic_init(&link->subscribed, 0);
+    atomic_init(&link->subacks_, 0);
+    atomic_init(&link->state_, ST_IDLE);
+    atomic_init(&link->published, 0);
+    atomic_init(&link->publish_failures, 0);
+    atomic_init(&link->received, 0);
+    atomic_init(&link->connects, 0);
+    tally_backoff_init(&link->backoff_, 250, 4000);
+    int rc = MQTTAsync_create(&link->client_, link->url, link->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        tally_error("mqtt %s: cannot create a client (code %d)", link->url, rc);
+        return TALLY_ERR;
+    }
+    rc = MQTTAsync_setCallbacks(link->client_, link, on_connection_lost, on_message_arrived, NULL);
+    if (rc == MQTTASYNC_SUCCESS)
+        rc = MQTTAsync_setConnected(link->client_, link, on_connected);
+    if (rc != MQTTASYNC_SUCCESS) {
+        tally_error("mqtt %s: cannot set callbacks (code %d)", link->url, rc);
+        MQTTAsync_destroy(&link->client_);
+        return TALLY_ERR;
+    }
+    connect_now(link);
+    link->next_attempt_ms_ = tally_now_ms() + tally_backoff_next(&link->backoff_);
+    return TALLY_OK;
+}
+
+void tally_mqtt_link_tick(tally_mqtt_link_t *link, int64_t now_ms)
+{
+    int st = atomic_load(&link->state_);
+    if (st == ST_ESTABLISHED) {
+        tally_backoff_reset(&link->backoff_);
+        return;
+    }
+    if (st != ST_FAILED || now_ms < link->next_attempt_ms_)
+        return;
+    link->next_attempt_ms_ = now_ms + tally_backoff_next(&link->backoff_);
+    connect_now(link);
+}
+
+int tally_mqtt_link_publish(tally_mqtt_link_t *link, const char *topic, const void *payload, size_t len,
+                            int qos, int retained)
+{
+    if (!atomic_load_explicit(&link->connected, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&link->publish_failures, 1, memory_order_relaxed);
+        return TALLY_ERR;
+    }
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    msg.payload = (void *)payload;
+    msg.payloadlen = (int)len;
+    msg.qos = qos;
+    msg.retained = retained;
+    int rc = MQTTAsync_sendMessage(link->client_, topic, &msg, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        atomic_fetch_add_explicit(&link->publish_failures, 1, memory_order_relaxed);
+        return TALLY_ERR;
+    }
+    atomic_fetch_add_explicit(&link->published, 1, memory_order_relaxed);
+    return TALLY_OK;
+}
+
+void tally_mqtt_link_stop(tally_mqtt_link_t *link, int timeout_ms)
+{
+    if (atomic_exchange(&link->state_, ST_STOPPED) == ST_STOPPED)
+        return;
+    if (MQTTAsync_isConnected(link->client_)) {
+        MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+        opts.timeout = timeout_ms;
+        MQTTAsync_disconnect(link->client_, &opts);
+        /* disconnect is asynchronous: give paho the time it asked for to flush. */
+        int64_t deadline = tally_now_ms() + timeout_ms;
+        while (MQTTAsync_isConnected(link->client_) && tally_now_ms() < deadline) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    atomic_store(&link->connected, 0);
+    atomic_store(&link->subscribed, 0);
+    MQTTAsync_destroy(&link->client_);
+}

@@ -1,0 +1,57 @@
+/* One MQTT connection (paho MQTTAsync) that tally keeps alive and subscribed.
+ *
+ * Threading: paho runs its callbacks on its own threads. on_message is called there and
+ * must only touch thread-safe state (atomics). The link's flags are atomics, readable
+ * from any thread. tally_mqtt_link_publish may be called from any thread;
+ * tally_mqtt_link_start, _tick and _stop from the owning (main) thread only, never from a
+ * paho callback. */
+#ifndef TALLY_MQTT_LINK_H
+#define TALLY_MQTT_LINK_H
+
+#include <MQTTAsync.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define TALLY_MQTT_MAX_TOPICS 4
+
+typedef struct tally_mqtt_link {
+    /* set by the owner before start; strings are not copied and must outlive the link */
+    const char *url;
+    const char *client_id;
+    const char *username; /* NULL or "" for anonymous */
+    const char *password;
+    const char *topics[TALLY_MQTT_MAX_TOPICS]; /* subscribed (QoS 0) after every connect */
+    size_t ntopics;
+    int keepalive_s;
+    /* called on a paho thread; payload is not NUL-terminated and only valid during the call */
+    void (*on_message)(void *data, const char *topic, const void *payload, size_t len);
+    void *data;
+
+    /* any thread may read */
+    atomic_int connected;  /* the TCP/MQTT session is up */
+    atomic_int subscribed; /* every topic's SUBACK arrived on the current session */
+    atomic_ullong published, publish_failures, received, connects;
+
+    /* private */
+    MQTTAsync client_;
+    atomic_int subacks_;
+    atomic_int state_; /* see mqtt_link.c */
+    tally_backoff_t backoff_;
+    int64_t next_attempt_ms_;
+} tally_mqtt_link_t;
+
+/** Creates the client and starts connecting. Returns TALLY_ERR (logged) on a bad setting. */
+int tally_mqtt_link_start(tally_mqtt_link_t *link);
+/** Retries a first connection that failed, after a backoff; call a few times per second. */
+void tally_mqtt_link_tick(tally_mqtt_link_t *link, int64_t now_ms);
+/** Publishes @p len bytes on @p topic. Returns TALLY_ERR (and counts a failure) when not
+ *  connected or paho refuses; never blocks on the network. */
+int tally_mqtt_link_publish(tally_mqtt_link_t *link, const char *topic, const void *payload, size_t len,
+                            int qos, int retained);
+/** Disconnects (waiting at most @p timeout_ms for queued messages) and destroys the client. */
+void tally_mqtt_link_stop(tally_mqtt_link_t *link, int timeout_ms);
+
+#endif

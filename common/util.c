@@ -1,0 +1,58 @@
+#include "util.h"
+
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t tally_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t tally_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tally_backoff_init(tally_backoff_t *b, unsigned min_ms, unsigned max_ms)
+{
+    b->min_ms = min_ms ? min_ms : 1;
+    b->max_ms = max_ms < b->min_ms ? b->min_ms : max_ms;
+    b->cur_ms = b->min_ms;
+    b->seed = (uint64_t)tally_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)b;
+}
+
+unsigned tally_backoff_next(tally_backoff_t *b)
+{
+    /* xorshift64: enough randomness for jitter, no shared state between threads. */
+    b->seed ^= b->seed << 13;
+    b->seed ^= b->seed >> 7;
+    b->seed ^= b->seed << 17;
+    unsigned base = b->cur_ms;
+    unsigned jitter = base / 4 ? (unsigned)(b->seed % (base / 4 + 1)) : 0;
+    b->cur_ms = base > b->max_ms / 2 ? b->max_ms : base * 2;
+    return base + jitter;
+}
+
+void tally_backoff_reset(tally_backoff_t *b)
+{
+    b->cur_ms = b->min_ms;
+}
+
+int tally_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+    if (size == 0)
+        return TALLY_ERR;
+    if (n >= size) {
+        memcpy(dst, src, size - 1);
+        dst[size - 1] = '\0';
+        return TALLY_ERR;
+    }
+    memcpy(dst, src, n + 1);
+    return TALLY_OK;
+}

@@ -1,0 +1,133 @@
+/* tally replica: configuration, start-up, threads and the orderly exit. */
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "replica.h"
+
+struct replica g_replica;
+
+/* Runs on a paho thread: only atomics are touched. A bad payload never lowers the cache. */
+static void on_mqtt_message(void *data, const char *topic, const void *payload, size_t len)
+{
+    uint64_t total;
+    (void)data;
+    if (strcmp(topic, REPLICA_TOPIC_TOTAL) != 0)
+        return;
+    if (tally_total_parse(payload, len, &total) != TALLY_OK) {
+        unsigned long long n = atomic_fetch_add(&g_replica.stats.mqtt_dropped, 1) + 1;
+        if (n == 1 || (n & (n - 1)) == 0) /* 1, 2, 4, 8...: visible, not a flood */
+            tally_warn("mqtt: dropped a %s payload on %s that is not a total (%llu dropped so far)",
+                       len == 0                       ? "empty"
+                       : len > TALLY_TOTAL_MAX_DIGITS ? "too long"
+                                                      : "malformed",
+                       topic, n);
+        return;
+    }
+    atomic_fetch_add_explicit(&g_replica.stats.mqtt_totals, 1, memory_order_relaxed);
+    tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+}
+
+static void *worker_thread(void *arg)
+{
+    worker_run(arg);
+    return NULL;
+}
+
+static void on_mqtt_tick(uv_timer_t *t)
+{
+    (void)t;
+    tally_mqtt_link_tick(&g_replica.mqtt, tally_now_ms());
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    struct replica_config *cfg = &g_replica.cfg;
+
+    tally_log_init("tally-replica", TALLY_LOG_INFO);
+    int rc = tally_config_load(replica_options, replica_noptions, cfg, argc, argv, REPLICA_SUMMARY, err,
+                               sizeof(err));
+    if (rc == TALLY_CONFIG_EXIT)
+        return 0;
+    if (rc != TALLY_OK) {
+        fprintf(stderr, "tally-replica: %s\n", err);
+        return 2;
+    }
+    tally_log_init("tally-replica", (enum tally_log_level)cfg->log_level);
+
+    /* glibc trimming and regrowing the heap on every request costs 2.5x (PLATFORM-NOTES). */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg->instance_id[0] == '\0') {
+        char host[HOST_NAME_MAX + 1] = "";
+        if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+            tally_strlcpy(host, "localhost", sizeof(host));
+        tally_strlcpy(cfg->instance_id, host, sizeof(cfg->instance_id));
+    }
+    snprintf(g_replica.instance, sizeof(g_replica.instance), "%s:%d", cfg->instance_id, cfg->service_port);
+    tally_json_escape(g_replica.instance_json, sizeof(g_replica.instance_json), g_replica.instance);
+    if (cfg->mqtt_client_id[0] == '\0')
+        snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "tally-%.40s-%d", cfg->instance_id,
+                 (int)getpid());
+    g_replica.started_ms = tally_now_ms();
+    g_replica.started_wall_ms = tally_wall_ms();
+    tally_cache_init(&g_replica.cache);
+
+    /* MQTT first: its subscription must be live before /readyz says so. */
+    tally_mqtt_link_t *mq = &g_replica.mqtt;
+    mq->url = cfg->mqtt_url;
+    mq->client_id = cfg->mqtt_client_id;
+    mq->username = cfg->mqtt_username;
+    mq->password = cfg->mqtt_password;
+    mq->topics[0] = REPLICA_TOPIC_TOTAL;
+    mq->ntopics = 1;
+    mq->keepalive_s = 10;
+    mq->on_message = on_mqtt_message;
+    if (tally_mqtt_link_start(mq) != TALLY_OK)
+        return 1;
+
+    static h2o_globalconf_t hconf;
+    h2o_config_init(&hconf);
+    hconf.server_name = h2o_iovec_init(H2O_STRLIT("tally"));
+    h2o_hostconf_t *host = h2o_config_register_host(&hconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = routes_handle;
+
+    g_replica.nworkers = cfg->threads;
+    g_replica.workers = calloc((size_t)cfg->threads, sizeof(struct worker));
+    if (g_replica.workers == NULL)
+        return 1;
+    for (int i = 0; i < cfg->threads; i++)
+        if (worker_init(&g_replica.workers[i], i, &hconf) != TALLY_OK)
+            return 1;
+
+    uv_timer_t mqtt_tick;
+    uv_timer_init(&g_replica.workers[0].loop, &mqtt_tick);
+    uv_timer_start(&mqtt_tick, on_mqtt_tick, 200, 200);
+
+    tally_info("instance %s listening on %s:%d with %d thread%s; redis %s:%d, mqtt %s", g_replica.instance,
+               cfg->service_host, cfg->service_port, cfg->threads, cfg->threads == 1 ? "" : "s",
+               cfg->redis_host, cfg->redis_port, cfg->mqtt_url);
+
+    for (int i = 1; i < cfg->threads; i++)
+        if (pthread_create(&g_replica.workers[i].thread, NULL, worker_thread, &g_replica.workers[i]) != 0) {
+            tally_error("cannot start thread %d", i);
+            return 1;
+        }
+    worker_run(&g_replica.workers[0]);
+    for (int i = 1; i < cfg->threads; i++)
+        pthread_join(g_replica.workers[i].thread, NULL);
+
+    tally_mqtt_link_stop(mq, 1000);
+    tally_info("stopped after serving %llu counted requests",
+               (unsigned long long)atomic_load(&g_replica.served));
+    return 0;
+}

@@ -1,0 +1,35 @@
+/* The replica's settings: one row per variable (see common/config.h for the sources). */
+#include <stddef.h>
+
+#include "log.h"
+#include "replica.h"
+
+#define OPT(field) offsetof(struct replica_config, field), sizeof(((struct replica_config *)0)->field)
+
+const tally_opt_t replica_options[] = {
+    {"SERVICE_HOST", TALLY_OPT_STRING, OPT(service_host), 0, 0, "0.0.0.0", "address to listen on",
+     tally_check_host},
+    {"SERVICE_PORT", TALLY_OPT_INT, OPT(service_port), 1, 65535, "8080",
+     "HTTP port (shared by replicas on one host through SO_REUSEPORT)", NULL},
+    {"INSTANCE_ID", TALLY_OPT_STRING, OPT(instance_id), 0, 0, "",
+     "instance name shown in answers and MQTT topics [default: the hostname]", tally_check_instance_id},
+    {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
+    {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
+    {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
+    {"REDIS_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_timeout_ms), 50, 600000, "2000",
+     "a Redis reply later than this fails its requests with 503 and reconnects", NULL},
+    {"MQTT_URL", TALLY_OPT_STRING, OPT(mqtt_url), 0, 0, "tcp://127.0.0.1:1883", "MQTT broker",
+     tally_check_mqtt_url},
+    {"MQTT_USERNAME", TALLY_OPT_STRING, OPT(mqtt_username), 0, 0, "", "MQTT user name (empty: anonymous)",
+     NULL},
+    {"MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt_password), 0, 0, "", "MQTT password", NULL},
+    {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
+     "MQTT client id [default: tally-<instance>-<pid>]", tally_check_instance_id},
+    {"THREADS", TALLY_OPT_INT, OPT(threads), 1, 64, "1",
+     "event-loop threads, each with its own Redis connection", NULL},
+    {"SHUTDOWN_TIMEOUT_MS", TALLY_OPT_INT, OPT(shutdown_timeout_ms), 0, 600000, "10000",
+     "on SIGTERM, how long to wait for requests in flight", NULL},
+    {"LOG_LEVEL", TALLY_OPT_LOGLEVEL, OPT(log_level), 0, 0, "info", "debug, info, warn or error", NULL},
+};
+
+const size_t replica_noptions = sizeof(replica_options) / sizeof(replica_options[0]);

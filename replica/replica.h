@@ -1,0 +1,160 @@
+/* The replica process: its configuration, its process-wide state, and the per-thread
+ * workers that serve HTTP. One struct replica per process (g_replica); one struct worker
+ * per loop thread, each with its own h2o context, listening socket (SO_REUSEPORT) and
+ * Redis connection. */
+#ifndef TALLY_REPLICA_H
+#define TALLY_REPLICA_H
+
+#define H2O_USE_LIBUV 1
+#include <h2o.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http_format.h"
+#include "mqtt_link.h"
+#include "redis_link.h"
+#include "total.h"
+
+#define REPLICA_TOPIC_TOTAL "total_count"
+#define REPLICA_REDIS_KEY "total_count"
+
+struct replica_config {
+    char service_host[256];
+    int service_port;
+    char instance_id[65];
+    char redis_host[256];
+    int redis_port;
+    char redis_password[512];
+    int redis_timeout_ms;
+    char mqtt_url[300];
+    char mqtt_username[128];
+    char mqtt_password[512];
+    char mqtt_client_id[128];
+    int threads;
+    int shutdown_timeout_ms;
+    int log_level;
+};
+
+/** The option table of the replica (see config.h), and its length. */
+extern const tally_opt_t replica_options[];
+extern const size_t replica_noptions;
+#define REPLICA_SUMMARY                                                                                      \
+    "tally replica: counts the HTTP requests it serves in Redis and shares the cluster total over MQTT."
+
+/* HTTP status classes counted in tally_http_responses_total. */
+enum { RS_200, RS_404, RS_405, RS_500, RS_503, RS_MAX };
+
+struct replica_stats {
+    atomic_ullong route_requests[TALLY_ROUTE_METRICS + 1]; /* by enum tally_route */
+    atomic_ullong responses[RS_MAX];
+    atomic_ullong redis_errors;   /* failed INCRBY batches (connection lost, error reply, timeout) */
+    atomic_ullong redis_timeouts; /* connections dropped because a reply took too long */
+    atomic_ullong redis_batches;  /* INCRBY commands sent */
+    atomic_ullong redis_batched;  /* requests carried by those commands */
+    atomic_ullong mqtt_dropped;   /* total_count payloads that were not a valid total */
+    atomic_ullong mqtt_totals;    /* valid totals received */
+};
+
+struct worker;
+
+struct replica {
+    struct replica_config cfg;
+    char instance[400];      /* "<host>:<port>" */
+    char instance_json[800]; /* the same, escaped for a JSON string */
+    int64_t started_ms, started_wall_ms;
+
+    tally_cache_t cache;  /* the cached cluster total */
+    atomic_ullong served; /* N: counted requests answered 200 by this process */
+    struct replica_stats stats;
+    tally_mqtt_link_t mqtt;
+
+    struct worker *workers;
+    int nworkers;
+    atomic_int redis_ready; /* workers whose Redis link is up and seeded */
+    atomic_int stopping;    /* SIGTERM seen: draining */
+};
+
+extern struct replica g_replica;
+
+/* A counted request waiting for its INCRBY reply. Lives in a batch, outside the request's
+ * memory pool, because the client may go away (and h2o free the request) first. */
+struct pending {
+    h2o_req_t *req;         /* NULL once h2o disposed of the request */
+    struct pending **slot_; /* the request-pool slot that points back here; NULL when detached */
+    int json;
+};
+
+#define BATCH_MAX 512
+
+/* The counted requests of one loop pass, group-committed with one INCRBY. */
+struct batch {
+    struct batch *next; /* in the worker's in-flight FIFO or free list */
+    struct worker *worker;
+    int64_t sent_ms;
+    size_t n;
+    struct pending items[BATCH_MAX];
+};
+
+struct worker {
+    int index;
+    pthread_t thread;
+    uv_loop_t loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    int listening;
+    uv_check_t flush;            /* end of each loop pass: send the batch, publish the newest total */
+    uv_timer_t watchdog;         /* Redis reply deadline; drain progress while stopping */
+    uv_async_t wakeup;           /* cross-thread: "stop now" */
+    uv_signal_t sigterm, sigint; /* worker 0 only */
+
+    tally_redis_link_t redis;
+    int redis_seeded; /* GET total_count answered on the current connection */
+
+    struct batch *open;                          /* collecting this pass; NULL when none */
+    struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
+    struct batch *free_batches;
+    size_t waiting; /* counted requests not yet answered */
+    size_t conns;   /* open HTTP connections */
+
+    uint64_t newest_total;    /* highest total from this worker's INCRBY replies */
+    uint64_t published_total; /* highest total this worker published */
+    int64_t drain_since_ms;   /* when nothing was left in flight during shutdown */
+    int64_t stop_deadline_ms;
+};
+
+/* worker.c */
+/** Sets up the worker's loop, listening socket, h2o context and Redis link. */
+int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf);
+/** Runs the worker's loop until it has drained after a stop request. */
+void worker_run(struct worker *w);
+/** Asks the worker (from any thread) to stop accepting and drain. */
+void worker_request_stop(struct worker *w);
+
+/* counter.c: the group commit */
+/** Queues a counted GET / on @p w: answered once its INCRBY returns, or at once with 503. */
+void counter_submit(struct worker *w, h2o_req_t *req, int json);
+/** End of a loop pass: sends the open batch and publishes the newest total. */
+void counter_flush(struct worker *w);
+/** Fails batches whose reply is overdue by dropping the Redis connection. */
+void counter_check_deadline(struct worker *w, int64_t now_ms);
+/** Redis link callbacks. */
+void counter_on_redis_up(tally_redis_link_t *link);
+void counter_on_redis_down(tally_redis_link_t *link, const char *why);
+
+/* routes.c */
+/** h2o on_req handler: every path goes through here. */
+int routes_handle(h2o_handler_t *self, h2o_req_t *req);
+/** Answers @p req with @p status and a body; @p content_type NULL means JSON. */
+void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
+                    const char *body, size_t len);
+/** Answers 503 with Retry-After and a JSON error body. */
+void routes_unavailable(h2o_req_t *req, const char *message);
+/** Answers a counted request 200 with its totals. */
+void routes_counted(h2o_req_t *req, int json, uint64_t n, uint64_t m);
+/** Returns 1 when the process is ready to take traffic (/readyz). */
+int replica_is_ready(void);
+
+#endif

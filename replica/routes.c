@@ -1,0 +1,200 @@
+/* The HTTP face of a replica: one h2o handler dispatching on the normalized path.
+ * Only GET / counts; health, readiness, totals, metrics and errors never move a counter. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "replica.h"
+
+#define CT_TEXT "text/plain; charset=utf-8"
+#define CT_JSON "application/json"
+#define CT_PROM "text/plain; version=0.0.4; charset=utf-8"
+
+static void count_status(int status)
+{
+    int k = status == 200   ? RS_200
+            : status == 404 ? RS_404
+            : status == 405 ? RS_405
+            : status == 503 ? RS_503
+                            : RS_500;
+    atomic_fetch_add_explicit(&g_replica.stats.responses[k], 1, memory_order_relaxed);
+}
+
+void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
+                    const char *body, size_t len)
+{
+    count_status(status);
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = len; /* h2o_send_inline would otherwise answer chunked */
+    if (content_type == NULL)
+        content_type = CT_JSON;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+}
+
+static void respond_error(h2o_req_t *req, int status, const char *reason, const char *code,
+                          const char *message)
+{
+    char body[512];
+    size_t len = tally_format_error_json(body, sizeof(body), code, message);
+    if (len == (size_t)-1)
+        len = (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\"}", code);
+    routes_respond(req, status, reason, CT_JSON, body, len);
+}
+
+void routes_unavailable(h2o_req_t *req, const char *message)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    respond_error(req, 503, "Service Unavailable", "redis_unavailable", message);
+}
+
+void routes_counted(h2o_req_t *req, int json, uint64_t n, uint64_t m)
+{
+    char body[1024];
+    size_t len = json ? tally_format_count_json(body, sizeof(body), g_replica.instance_json, n, m)
+                      : tally_format_count_text(body, sizeof(body), g_replica.instance, n, m);
+    if (len == (size_t)-1) {
+        respond_error(req, 500, "Internal Server Error", "internal", "answer too long");
+        return;
+    }
+    routes_respond(req, 200, "OK", json ? CT_JSON : CT_TEXT, body, len);
+}
+
+int replica_is_ready(void)
+{
+    return !atomic_load(&g_replica.stopping) && atomic_load(&g_replica.redis_ready) == g_replica.nworkers &&
+           atomic_load(&g_replica.mqtt.subscribed);
+}
+
+static void handle_readyz(h2o_req_t *req)
+{
+    char body[256];
+    int redis = atomic_load(&g_replica.redis_ready) == g_replica.nworkers;
+    int mqtt = atomic_load(&g_replica.mqtt.subscribed);
+    int stopping = atomic_load(&g_replica.stopping);
+    int ready = redis && mqtt && !stopping;
+    size_t len =
+        (size_t)snprintf(body, sizeof(body), "{\"ready\":%s,\"redis\":%s,\"mqtt\":%s,\"stopping\":%s}",
+                         ready ? "true" : "false", redis ? "true" : "false", mqtt ? "true" : "false",
+                         stopping ? "true" : "false");
+    routes_respond(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", CT_JSON, body, len);
+}
+
+static void handle_total(h2o_req_t *req)
+{
+    char body[128];
+    int64_t now = tally_now_ms();
+    size_t len = tally_format_total_json(body, sizeof(body), tally_cache_value(&g_replica.cache),
+                                         tally_cache_age_ms(&g_replica.cache, now));
+    routes_respond(req, 200, "OK", CT_JSON, body, len);
+}
+
+#define LOAD(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+
+static void handle_metrics(h2o_req_t *req)
+{
+    struct replica_stats *s = &g_replica.stats;
+    tally_mqtt_link_t *mq = &g_replica.mqtt;
+    tally_metrics_buf_t m;
+    static const char *const codes[RS_MAX] = {"200", "404", "405", "500", "503"};
+    tally_metrics_init(&m);
+
+    tally_metrics_family(&m, "tally_http_requests_total", "counter", "HTTP requests received, by route.");
+    for (int r = TALLY_ROUTE_UNKNOWN; r <= TALLY_ROUTE_METRICS; r++)
+        tally_metrics_sample(&m, "tally_http_requests_total", "route", tally_route_name(r),
+                             LOAD(s->route_requests[r]));
+    tally_metrics_family(&m, "tally_http_responses_total", "counter", "HTTP responses sent, by status.");
+    for (int k = 0; k < RS_MAX; k++)
+        tally_metrics_sample(&m, "tally_http_responses_total", "code", codes[k], LOAD(s->responses[k]));
+    tally_metrics_add(&m, "tally_counted_requests_total", "counter",
+                      "Counted requests answered with their totals (N of this instance).",
+                      LOAD(g_replica.served));
+    tally_metrics_add(&m, "tally_redis_batches_total", "counter", "INCRBY commands sent (one per loop pass).",
+                      LOAD(s->redis_batches));
+    tally_metrics_add(&m, "tally_redis_batched_requests_total", "counter",
+                      "Counted requests carried by INCRBY commands.", LOAD(s->redis_batched));
+    tally_metrics_add(&m, "tally_redis_errors_total", "counter",
+                      "INCRBY batches that failed (connection lost, refused, error reply, timeout).",
+                      LOAD(s->redis_errors));
+    tally_metrics_add(&m, "tally_redis_timeouts_total", "counter",
+                      "Redis connections dropped because a reply was overdue.", LOAD(s->redis_timeouts));
+    tally_metrics_add(&m, "tally_redis_connected", "gauge",
+                      "Worker threads with a live, seeded Redis connection.",
+                      (double)atomic_load(&g_replica.redis_ready));
+    tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
+                      (double)atomic_load(&mq->connected));
+    tally_metrics_add(&m, "tally_mqtt_messages_received_total", "counter", "MQTT messages received.",
+                      LOAD(mq->received));
+    tally_metrics_add(&m, "tally_mqtt_messages_published_total", "counter",
+                      "MQTT messages handed to the broker.", LOAD(mq->published));
+    tally_metrics_add(&m, "tally_mqtt_publish_failures_total", "counter",
+                      "MQTT publishes that could not be sent (broker unreachable).",
+                      LOAD(mq->publish_failures));
+    tally_metrics_add(&m, "tally_mqtt_messages_dropped_total", "counter",
+                      "total_count payloads dropped because they were not a valid total.",
+                      LOAD(s->mqtt_dropped));
+    tally_metrics_add(&m, "tally_cluster_total", "gauge", "The cached cluster total.",
+                      (double)tally_cache_value(&g_replica.cache));
+    int64_t age = tally_cache_age_ms(&g_replica.cache, tally_now_ms());
+    tally_metrics_add(&m, "tally_cache_age_seconds", "gauge",
+                      "Seconds since the cached total was last confirmed.",
+                      age < 0 ? -1.0 : (double)age / 1000.0);
+    tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", (double)replica_is_ready());
+    tally_metrics_add(&m, "tally_start_time_seconds", "gauge",
+                      "Start time of the process since the Unix epoch.",
+                      (double)g_replica.started_wall_ms / 1000.0);
+
+    if (m.failed)
+        respond_error(req, 500, "Internal Server Error", "internal", "out of memory");
+    else
+        routes_respond(req, 200, "OK", CT_PROM, m.data, m.len);
+    tally_metrics_free(&m);
+}
+
+int routes_handle(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
+    enum tally_route route = tally_route_find(req->path_normalized.base, req->path_normalized.len);
+    atomic_fetch_add_explicit(&g_replica.stats.route_requests[route], 1, memory_order_relaxed);
+
+    if (route == TALLY_ROUTE_UNKNOWN) {
+        respond_error(req, 404, "Not Found", "not_found", "no such route; try GET /");
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "only GET is allowed here");
+        return 0;
+    }
+    switch (route) {
+    case TALLY_ROUTE_COUNT: {
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
+        int json = i >= 0 && tally_accept_wants_json(req->headers.entries[i].value.base,
+                                                     req->headers.entries[i].value.len);
+        counter_submit(w, req, json);
+        break;
+    }
+    case TALLY_ROUTE_TOTAL:
+        handle_total(req);
+        break;
+    case TALLY_ROUTE_HEALTHZ:
+        routes_respond(req, 200, "OK", CT_JSON, H2O_STRLIT("{\"status\":\"ok\"}"));
+        break;
+    case TALLY_ROUTE_READYZ:
+        handle_readyz(req);
+        break;
+    case TALLY_ROUTE_METRICS:
+        handle_metrics(req);
+        break;
+    default:
+        respond_error(req, 404, "Not Found", "not_found", "no such route; try GET /");
+        break;
+    }
+    return 0;
+}
