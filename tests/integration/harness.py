@@ -1,0 +1,375 @@
+"""Test harness: real redis-server, mosquitto and tally replicas on free loopback ports.
+
+Every process is started in a private temporary directory and stopped at the end of the
+test (even on failure). Readiness is always polled with a deadline, never slept for.
+"""
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+REPLICA = os.environ.get("TALLY_REPLICA", "")
+SANITIZED = bool(os.environ.get("TALLY_SANITIZE"))
+# Sanitizer builds run several times slower: scale loads, not deadlines' meaning.
+LOAD_SCALE = 0.25 if SANITIZED else 1.0
+
+TEXT_RE = re.compile(
+    r"\AYou are talking to instance (?P<instance>[^\n]+)\.\n"
+    r"This is request (?P<n>[0-9]+) to this instance and request (?P<m>[0-9]+) to the cluster\.\n\Z")
+
+
+def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
+    """Polls cond() until it returns a truthy value; fails the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # the server may not be up yet
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last error: %r)" % (timeout, what, last_exc))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name, argv, workdir, env=None):
+        self.name, self.argv, self.workdir = name, argv, workdir
+        self.env = dict(os.environ, **(env or {}))
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.p = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.p = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                  env=self.env, start_new_session=True)
+        return self
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def kill9(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+
+    def stop(self, timeout=15):
+        """SIGTERM, wait; returns the exit code (SIGKILL after timeout)."""
+        if self.p is None:
+            return None
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if not self.log.closed:
+            self.log.close()
+        return self.p.returncode
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+class Redis(Proc):
+    def __init__(self, workdir, fsync="always", port=None, password=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(workdir, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no"]
+        if password:
+            argv += ["--requirepass", password]
+        self.password = password
+        super().__init__("redis-%d" % self.port, argv, workdir)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: self.command("PING") == "PONG", what="redis to answer PING")
+        return self
+
+    def command(self, *args, timeout=5):
+        """One command over a fresh connection (RESP); returns str/int/None or raises on error."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            f = s.makefile("rb")
+            if self.password:
+                s.sendall(_resp(["AUTH", self.password]))
+                _read_resp(f)
+            s.sendall(_resp([str(a) for a in args]))
+            return _read_resp(f)
+
+    def total(self):
+        v = self.command("GET", "total_count")
+        return int(v) if v is not None else 0
+
+
+def _resp(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def _read_resp(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2].decode()
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest)
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2].decode()
+    if kind == b"*":
+        return [_read_resp(f) for _ in range(int(rest))]
+    raise RuntimeError("bad RESP: %r" % line)
+
+
+class Broker(Proc):
+    def __init__(self, workdir, port=None):
+        self.port = port or free_port()
+        conf = os.path.join(workdir, "mosquitto-%d.conf" % self.port)
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 100000\nlog_dest stderr\n" % self.port)
+            if os.geteuid() == 0:
+                f.write("user root\n")
+        super().__init__("mosquitto-%d" % self.port, ["mosquitto", "-c", conf], workdir)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close() or True,
+                 what="mosquitto to accept connections")
+        return self
+
+    def url(self):
+        return "tcp://127.0.0.1:%d" % self.port
+
+    def publish(self, payload, topic="total_count"):
+        subprocess.run(["mosquitto_pub", "-p", str(self.port), "-t", topic, "-m", payload], check=True, timeout=10)
+
+    def publish_empty(self, topic="total_count"):
+        subprocess.run(["mosquitto_pub", "-p", str(self.port), "-t", topic, "-n"], check=True, timeout=10)
+
+
+class Watcher:
+    """mosquitto_sub on total_count; collects every payload in a thread."""
+
+    PROBE = "tally-test/probe"
+
+    def __init__(self, broker, topic="total_count"):
+        self.values = []
+        self.probes = 0
+        self.lock = threading.Lock()
+        self.p = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-t", topic, "-t", self.PROBE, "-v"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        # The subscription is live once a probe published after it comes back.
+        wait_for(lambda: broker.publish("x", topic=self.PROBE) or self.probes > 0, what="mosquitto_sub to subscribe")
+
+    def _read(self):
+        for line in self.p.stdout:
+            topic, _, payload = line.decode().rstrip("\n").partition(" ")
+            with self.lock:
+                if topic == self.PROBE:
+                    self.probes += 1
+                else:
+                    self.values.append(payload)
+
+    def totals(self):
+        with self.lock:
+            return [int(v) for v in self.values if v.isdigit()]
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+
+
+class Replica(Proc):
+    def __init__(self, workdir, redis, broker, instance, port=None, extra_env=None, args=()):
+        self.port = port or free_port()
+        self.instance = instance
+        env = {"SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), "INSTANCE_ID": instance,
+               "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port if redis else 1),
+               "MQTT_URL": broker.url() if broker else "tcp://127.0.0.1:1", "LOG_LEVEL": "info"}
+        env.update(extra_env or {})
+        super().__init__("replica-%s-%d" % (instance, self.port), [REPLICA] + list(args), workdir, env)
+
+    def start(self, ready=True):
+        super().start()
+        if ready:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=15):
+        wait_for(lambda: self.get("/readyz")[0] == 200, timeout=timeout, what="%s to be ready" % self.name)
+
+    def get(self, path, headers=None, method="GET", timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read().decode(), dict((k.lower(), v) for k, v in r.getheaders())
+        finally:
+            c.close()
+
+    def count(self, json=False):
+        """One GET /: returns (status, n, m) with n, m None unless 200."""
+        st, body, _ = self.get("/", {"Accept": "application/json"} if json else {})
+        if st != 200:
+            return st, None, None
+        mt = TEXT_RE.match(body)
+        assert mt, "unexpected body %r" % body
+        return st, int(mt["n"]), int(mt["m"])
+
+    def total(self):
+        import json
+        return json.loads(self.get("/total")[1])["cluster_total"]
+
+    def metric(self, name):
+        body = self.get("/metrics")[1]
+        for line in body.splitlines():
+            if line.startswith(name + " ") or ("{" in name and line.startswith(name)):
+                return float(line.rsplit(" ", 1)[1])
+        raise KeyError(name)
+
+
+def load(port, requests, connections=8, depth=16, timeout=30.0, accept_json=False):
+    """Sends `requests` counted GET / over `connections` keep-alive connections, pipelining
+    `depth` at a time. Returns dict: ok=[(n, m, instance)], statuses={code: count}, attempted."""
+    lock = threading.Lock()
+    result = {"ok": [], "statuses": {}, "attempted": 0, "errors": 0}
+    per_conn = [requests // connections + (1 if i < requests % connections else 0) for i in range(connections)]
+    req = b"GET / HTTP/1.1\r\nHost: t\r\n" + (b"Accept: application/json\r\n" if accept_json else b"") + b"\r\n"
+
+    def worker(count):
+        ok, statuses, attempted, errors = [], {}, 0, 0
+        s = None
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            f = s.makefile("rb")
+            left = count
+            while left > 0:
+                k = min(depth, left)
+                s.sendall(req * k)
+                attempted += k
+                for _ in range(k):
+                    status, body = _read_response(f)
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == 200:
+                        mt = TEXT_RE.match(body)
+                        ok.append((int(mt["n"]), int(mt["m"]), mt["instance"]))
+                left -= k
+        except (OSError, ConnectionError):
+            errors += 1
+        finally:
+            if s:
+                s.close()
+            with lock:
+                result["ok"] += ok
+                result["attempted"] += attempted
+                result["errors"] += errors
+                for k2, v in statuses.items():
+                    result["statuses"][k2] = result["statuses"].get(k2, 0) + v
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in per_conn if c > 0]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return result
+
+
+def _read_response(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("server closed the connection")
+    status = int(line.split()[1])
+    length = None
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = h.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    body = f.read(length) if length else b""
+    return status, body.decode()
+
+
+class ClusterTest(unittest.TestCase):
+    """Base class: a temp dir, and every process started through it stopped at the end."""
+
+    def setUp(self):
+        if not REPLICA or not os.access(REPLICA, os.X_OK):
+            self.fail("TALLY_REPLICA must point at the tally-replica binary (run through ctest)")
+        self.dir = tempfile.mkdtemp(prefix="tally-it-")
+        self.procs = []
+        self.watchers = []
+
+    def tearDown(self):
+        for w in self.watchers:
+            w.stop()
+        failed = False
+        for p in reversed(self.procs):
+            rc = p.stop()
+            if isinstance(p, Replica) and rc not in (0, None, -9) and p.p.returncode != -signal.SIGKILL:
+                failed = True
+                print("\n--- %s exited %s; its log:\n%s" % (p.name, rc, p.output()))
+            if isinstance(p, Replica) and SANITIZED and ("ERROR: AddressSanitizer" in p.output()
+                                                         or "runtime error:" in p.output()):
+                failed = True
+                print("\n--- sanitizer report in %s:\n%s" % (p.name, p.output()))
+        if failed:
+            self.fail("a replica exited badly (see its log above)")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add(self, proc):
+        self.procs.append(proc)
+        return proc
+
+    def redis(self, **kw):
+        return self.add(Redis(self.dir, **kw)).start()
+
+    def broker(self, **kw):
+        return self.add(Broker(self.dir, **kw)).start()
+
+    def replica(self, redis, broker, instance="r1", ready=True, **kw):
+        return self.add(Replica(self.dir, redis, broker, instance, **kw)).start(ready=ready)
+
+    def watcher(self, broker):
+        w = Watcher(broker)
+        self.watchers.append(w)
+        return w

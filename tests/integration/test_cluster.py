@@ -1,0 +1,105 @@
+"""Several replicas on one Redis and one broker: distinct consecutive totals under
+concurrent load, MQTT watchers, cache convergence, restarts."""
+import threading
+
+from harness import LOAD_SCALE, Broker, ClusterTest, Redis, Replica, free_port, load, wait_for
+
+PER_REPLICA = int(20000 * LOAD_SCALE)
+
+
+class ClusterTest3(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+        self.reps = [self.replica(self.r, self.b, instance="r%d" % i) for i in range(3)]
+
+    def test_concurrent_load_gives_distinct_consecutive_totals(self):
+        watcher = self.watcher(self.b)
+        results = [None] * 3
+
+        def run(i):
+            results[i] = load(self.reps[i].port, PER_REPLICA, connections=4, depth=16)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        oks = [res["ok"] for res in results]
+        ms = [m for ok in oks for (_, m, _) in ok]
+        for i, res in enumerate(results):
+            self.assertEqual(res["statuses"], {200: PER_REPLICA}, "replica %d answered %r" % (i, res["statuses"]))
+            ns = sorted(n for (n, _, _) in res["ok"])
+            self.assertEqual(ns, list(range(1, PER_REPLICA + 1)), "N of replica %d is 1..count" % i)
+            self.assertEqual({inst for (_, _, inst) in res["ok"]}, {"r%d:%d" % (i, self.reps[i].port)})
+        total = self.r.total()
+        self.assertEqual(total, 3 * PER_REPLICA, "Redis total equals the 200 answers")
+        self.assertEqual(len(set(ms)), len(ms), "every M is unique")
+        self.assertEqual(sorted(ms), list(range(1, total + 1)), "and together they are 1..total")
+
+        # Every replica's cache converges to the Redis total through MQTT.
+        for rep in self.reps:
+            wait_for(lambda: rep.total() == total, what="%s cache to reach %d" % (rep.name, total))
+        # Watchers saw totals, the newest being the final total, never a made-up one.
+        wait_for(lambda: watcher.totals() and max(watcher.totals()) == total, what="watcher to see the final total")
+        self.assertTrue(all(1 <= v <= total for v in watcher.totals()))
+        # Coalescing: far fewer publishes than requests.
+        published = sum(rep.metric("tally_mqtt_messages_published_total") for rep in self.reps)
+        self.assertLess(published, total)
+        self.assertEqual(sum(rep.metric("tally_mqtt_messages_dropped_total") for rep in self.reps), 0)
+
+    def test_idle_replica_cache_follows_the_others(self):
+        a, b, c = self.reps
+        res = load(a.port, 500, connections=2)
+        self.assertEqual(res["statuses"], {200: 500})
+        wait_for(lambda: b.total() == 500 and c.total() == 500, what="idle replicas to learn the total")
+        self.assertEqual(b.metric("tally_counted_requests_total"), 0)
+
+    def test_restart_keeps_the_cluster_total_and_resets_n(self):
+        a = self.reps[0]
+        for _ in range(5):
+            a.count()
+        self.reps[1].count()
+        rc = a.stop()
+        self.assertEqual(rc, 0, "SIGTERM exits 0")
+        self.procs.remove(a)
+        a2 = self.replica(self.r, self.b, instance="r0", port=a.port)
+        self.assertEqual(a2.total(), 6, "a fresh replica is seeded from Redis before it is ready")
+        st, n, m = a2.count()
+        self.assertEqual((st, n, m), (200, 1, 7))
+
+
+class StartupTest(ClusterTest):
+    def test_not_ready_until_redis_and_broker_and_seeded(self):
+        redis = Redis(self.dir, port=free_port())
+        broker = Broker(self.dir, port=free_port())
+        rep = self.add(Replica(self.dir, redis, broker, "late")).start(ready=False)
+        wait_for(lambda: rep.get("/healthz")[0] == 200, what="healthz")
+        self.assertEqual(rep.get("/readyz")[0], 503)
+        self.assertEqual(rep.count()[0], 503)
+        self.add(redis).start()
+        redis.command("SET", "total_count", "500")
+        wait_for(lambda: '"redis":true' in rep.get("/readyz")[1], what="redis side of readiness")
+        self.assertEqual(rep.get("/readyz")[0], 503, "no broker yet: not ready")
+        self.assertEqual(rep.total(), 500, "the cache was seeded from Redis")
+        self.add(broker).start()
+        rep.wait_ready()
+        self.assertEqual(rep.count()[1:], (1, 501))
+
+
+class ThreadsTest(ClusterTest):
+    def test_several_loop_threads_share_one_port(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        rep = self.replica(r, b, instance="mt", extra_env={"THREADS": "3"})
+        n = int(6000 * LOAD_SCALE)
+        res = load(rep.port, n, connections=12, depth=8)
+        self.assertEqual(res["statuses"], {200: n})
+        self.assertEqual(sorted(m for (_, m, _) in res["ok"]), list(range(1, n + 1)))
+        self.assertEqual(sorted(x for (x, _, _) in res["ok"]), list(range(1, n + 1)), "N is per process")
+        self.assertEqual(r.total(), n)
+        clients = r.command("CLIENT", "LIST")
+        self.assertGreaterEqual(clients.count("cmd=incrby") + clients.count("cmd=get"), 3,
+                                "one Redis connection per thread")

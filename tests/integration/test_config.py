@@ -1,0 +1,72 @@
+"""The replica binary's configuration behaviour: --help, bad values exit 2 with one line."""
+import os
+import subprocess
+import tempfile
+import unittest
+
+from harness import REPLICA
+
+
+def run(args=(), env=None, cwd=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_", "REDIS_", "MQTT_", "INSTANCE_"))}
+    e.update(env or {})
+    p = subprocess.run([REPLICA] + list(args), env=e, cwd=cwd or tempfile.gettempdir(), capture_output=True,
+                       text=True, timeout=20)
+    return p.returncode, p.stdout, p.stderr
+
+
+class ConfigTest(unittest.TestCase):
+    def test_help_lists_every_variable_with_defaults(self):
+        rc, out, err = run(["--help"])
+        self.assertEqual(rc, 0)
+        for name in ("SERVICE_HOST", "SERVICE_PORT", "INSTANCE_ID", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
+                     "REDIS_PASSWORD_FILE", "MQTT_URL", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE",
+                     "LOG_LEVEL", "THREADS", "--service-port", "[default: 8080]"):
+            self.assertIn(name, out)
+
+    def test_version(self):
+        rc, out, _ = run(["--version"])
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"^tally-replica \d+\.\d+\.\d+\n$")
+
+    def test_bad_values_exit_2_naming_the_variable(self):
+        cases = [
+            (["--service-port", "http"], {}, "SERVICE_PORT"),
+            ([], {"SERVICE_PORT": "0"}, "SERVICE_PORT"),
+            ([], {"REDIS_PORT": "65536"}, "REDIS_PORT"),
+            ([], {"MQTT_URL": "ws://broker"}, "MQTT_URL"),
+            ([], {"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+            ([], {"THREADS": "0"}, "THREADS"),
+            ([], {"INSTANCE_ID": "a/b"}, "INSTANCE_ID"),
+            ([], {"REDIS_PASSWORD_FILE": "/nonexistent"}, "REDIS_PASSWORD_FILE"),
+            ([], {"MQTT_PASSWORD": "a", "MQTT_PASSWORD_FILE": "/etc/hostname"}, "MQTT_PASSWORD"),
+            (["--bogus", "1"], {}, "--bogus"),
+            (["positional"], {}, "positional"),
+        ]
+        for args, env, name in cases:
+            rc, out, err = run(args, env)
+            self.assertEqual(rc, 2, (args, env, err))
+            lines = err.strip().splitlines()
+            self.assertEqual(len(lines), 1, err)
+            self.assertIn(name, lines[0])
+            self.assertTrue(lines[0].startswith("tally-replica: "), lines[0])
+
+    def test_bad_dotenv_exits_2(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, ".env"), "w") as f:
+                f.write("SERVICE_PORT=8080\nREDIS_PORT=lots\n")
+            rc, _, err = run([], {}, cwd=d)
+            self.assertEqual(rc, 2)
+            self.assertIn("REDIS_PORT", err)
+            self.assertIn(".env", err)
+
+    def test_port_in_use_is_a_runtime_error_not_a_config_error(self):
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            rc, _, err = run(["--service-host", "127.0.0.1", "--service-port", str(port), "--mqtt-url",
+                              "tcp://127.0.0.1:1"])
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot listen", err)

@@ -1,0 +1,132 @@
+"""The HTTP contract of one replica: exact answers, routes, methods, what counts."""
+import json
+import socket
+
+from harness import TEXT_RE, ClusterTest
+
+
+class HttpTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis()
+        self.b = self.broker()
+        self.rep = self.replica(self.r, self.b, instance="web-1")
+
+    def test_text_answer_is_exact(self):
+        st, body, headers = self.rep.get("/")
+        self.assertEqual(st, 200)
+        self.assertEqual(body, "You are talking to instance web-1:%d.\n"
+                               "This is request 1 to this instance and request 1 to the cluster.\n" % self.rep.port)
+        self.assertTrue(headers["content-type"].startswith("text/plain"))
+        self.assertEqual(int(headers["content-length"]), len(body))
+        st, body, _ = self.rep.get("/")
+        self.assertIn("This is request 2 to this instance and request 2 to the cluster.", body)
+        self.assertEqual(self.r.total(), 2)
+
+    def test_json_answer(self):
+        self.r.command("SET", "total_count", "41")
+        st, body, headers = self.rep.get("/", {"Accept": "application/json"})
+        self.assertEqual(st, 200)
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(json.loads(body), {"instance": "web-1:%d" % self.rep.port, "instance_count": 1,
+                                            "cluster_total": 42})
+        self.assertEqual(body, '{"instance":"web-1:%d","instance_count":1,"cluster_total":42}' % self.rep.port)
+        st, body, _ = self.rep.get("/", {"Accept": "text/html, application/json;q=0.9"})
+        self.assertEqual(json.loads(body)["cluster_total"], 43)
+        st, body, _ = self.rep.get("/", {"Accept": "application/json;q=0.1, text/plain"})
+        self.assertTrue(TEXT_RE.match(body), body)
+
+    def test_query_string_still_counts(self):
+        st, body, _ = self.rep.get("/?cache-buster=1")
+        self.assertEqual(st, 200)
+        self.assertEqual(self.r.total(), 1)
+
+    def test_non_counting_routes(self):
+        for path in ("/healthz", "/readyz", "/total", "/metrics", "/favicon.ico", "/nope", "/total/x"):
+            self.rep.get(path)
+        self.assertEqual(self.r.total(), 0, "only GET / may count")
+        self.assertEqual(self.rep.count()[1:], (1, 1), "nor move N")
+
+    def test_total_serves_the_cache(self):
+        self.rep.count()
+        st, body, headers = self.rep.get("/total")
+        self.assertEqual(st, 200)
+        doc = json.loads(body)
+        self.assertEqual(doc["cluster_total"], 1)
+        self.assertGreaterEqual(doc["age_ms"], 0)
+        # Redis changes behind the replica's back are not seen: /total never touches Redis.
+        self.r.command("SET", "total_count", "1000")
+        self.assertEqual(self.rep.total(), 1)
+
+    def test_unknown_path_is_404_json(self):
+        for path in ("/nope", "/favicon.ico", "/TOTAL"):
+            st, body, headers = self.rep.get(path)
+            self.assertEqual(st, 404, path)
+            self.assertEqual(headers["content-type"], "application/json")
+            self.assertEqual(json.loads(body)["error"], "not_found")
+
+    def test_wrong_method_is_405_with_allow(self):
+        for method, path in (("POST", "/"), ("DELETE", "/total"), ("PUT", "/metrics"), ("HEAD", "/")):
+            st, body, headers = self.rep.get(path, method=method)
+            self.assertEqual(st, 405, (method, path))
+            self.assertEqual(headers.get("allow"), "GET")
+        self.assertEqual(self.r.total(), 0)
+
+    def test_health_and_readiness(self):
+        st, body, _ = self.rep.get("/healthz")
+        self.assertEqual((st, json.loads(body)["status"]), (200, "ok"))
+        st, body, _ = self.rep.get("/readyz")
+        self.assertEqual(st, 200)
+        self.assertEqual(json.loads(body), {"ready": True, "redis": True, "mqtt": True, "stopping": False})
+
+    def test_metrics_are_prometheus_text(self):
+        for _ in range(3):
+            self.rep.count()
+        self.rep.get("/nope")
+        st, body, headers = self.rep.get("/metrics")
+        self.assertEqual(st, 200)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
+        self.assertEqual(self.rep.metric("tally_counted_requests_total"), 3)
+        self.assertEqual(self.rep.metric("tally_cluster_total"), 3)
+        self.assertIn('tally_http_responses_total{code="404"} 1', body)
+        self.assertIn('tally_http_requests_total{route="count"} 3', body)
+        for line in body.splitlines():
+            if line.startswith("# TYPE") and line.endswith(" counter"):
+                self.assertTrue(line.split()[2].endswith("_total"), line)
+            if not line.startswith("#"):
+                self.assertTrue(line.startswith("tally_"), line)
+
+    def test_malformed_http_gets_400_and_counts_nothing(self):
+        for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", self.rep.port), timeout=5) as s:
+                s.sendall(raw)
+                data = b""
+                try:
+                    while True:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                except socket.timeout:
+                    pass
+            self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 4") or data.startswith(b"HTTP/1.0 4"),
+                            (raw, data[:80]))
+        self.assertEqual(self.r.total(), 0)
+        self.assertEqual(self.rep.count()[0], 200, "still serving")
+
+    def test_oversized_request_line(self):
+        with socket.create_connection(("127.0.0.1", self.rep.port), timeout=5) as s:
+            s.sendall(b"GET /" + b"a" * 200000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = s.recv(100)
+        self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 4"), data)
+        self.assertEqual(self.r.total(), 0)
+        self.assertEqual(self.rep.count()[0], 200)
+
+    def test_pipelined_requests_get_consecutive_totals_in_order(self):
+        with socket.create_connection(("127.0.0.1", self.rep.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
+            f = s.makefile("rb")
+            from harness import _read_response
+            ms = [int(TEXT_RE.match(_read_response(f)[1])["m"]) for _ in range(50)]
+        self.assertEqual(ms, list(range(1, 51)))
