@@ -349,6 +349,7 @@ class ClusterTest(unittest.TestCase):
                 failed = True
                 print("\n--- %s exited %s; its log:\n%s" % (p.name, rc, p.output()))
             if isinstance(p, Replica) and SANITIZED and ("ERROR: AddressSanitizer" in p.output()
+                                                         or "WARNING: ThreadSanitizer" in p.output()
                                                          or "runtime error:" in p.output()):
                 failed = True
                 print("\n--- sanitizer report in %s:\n%s" % (p.name, p.output()))

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# README command 1: the whole system on this machine, no Docker.
+#   scripts/run-local.sh [replicas]      (default 3)
+# Installs missing Debian packages, builds, starts redis-server (AOF on) and mosquitto
+# with the configurations in broker-config/, then the replicas, all sharing one HTTP port
+# through SO_REUSEPORT. Ctrl-C stops everything. Ports: HTTP_PORT (8080), REDIS_PORT
+# (6379), MQTT_PORT (1883). Data and logs: .run/
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+replicas=${1:-${REPLICAS:-3}}
+http_port=${HTTP_PORT:-8080}
+redis_port=${REDIS_PORT:-6379}
+mqtt_port=${MQTT_PORT:-1883}
+case "$replicas" in ''|*[!0-9]*|0) echo "run-local.sh: replicas must be a positive number, got '$replicas'" >&2; exit 2 ;; esac
+
+"$root/scripts/install-deps.sh" run
+cmake -S "$root" -B "$root/build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$root/build" -j "$(nproc)" --target tally-replica
+
+run="$root/.run"
+mkdir -p "$run/redis"
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$http_port:HTTP_PORT" "$redis_port:REDIS_PORT" "$mqtt_port:MQTT_PORT"; do
+  if port_busy "${p%%:*}"; then
+    echo "run-local.sh: port ${p%%:*} is in use; stop what holds it or set ${p##*:}=another port" >&2
+    exit 1
+  fi
+done
+
+servers=() replica_pids=()
+stop_all() {
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+}
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping..."
+  # Replicas first (they drain their requests), then the servers they talk to.
+  stop_all "${replica_pids[@]}"
+  stop_all "${servers[@]}"
+  echo "stopped; data and logs are in $run"
+}
+trap cleanup EXIT
+trap "cleanup; exit 0" INT TERM
+
+wait_until() { # wait_until <seconds> <what> <command...>
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then echo "run-local.sh: $what did not come up; see $run/*.log" >&2; exit 1; fi
+    sleep 0.1
+  done
+}
+
+redis-server "$root/broker-config/redis.conf" --port "$redis_port" --dir "$run/redis" --daemonize no \
+  >"$run/redis.log" 2>&1 &
+servers+=($!)
+sed "s/@PORT@/$mqtt_port/" "$root/broker-config/mosquitto-local.conf" >"$run/mosquitto.conf"
+[ "$(id -u)" -eq 0 ] && echo "user root" >>"$run/mosquitto.conf"
+mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
+servers+=($!)
+wait_until 10 "redis" redis-cli -p "$redis_port" ping
+wait_until 10 "mosquitto" port_busy "$mqtt_port"
+
+for i in $(seq 1 "$replicas"); do
+  SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" REDIS_PORT=$redis_port \
+    MQTT_URL="tcp://127.0.0.1:$mqtt_port" "$root/build/replica/tally-replica" >"$run/replica-$i.log" 2>&1 &
+  replica_pids+=($!)
+done
+wait_until 20 "the replicas" curl -sf "http://127.0.0.1:$http_port/readyz"
+
+cat <<INFO
+
+tally is running: $replicas replicas sharing http://127.0.0.1:$http_port/ (Redis :$redis_port, MQTT :$mqtt_port)
+
+  curl http://127.0.0.1:$http_port/
+  curl -H 'Accept: application/json' http://127.0.0.1:$http_port/
+  curl http://127.0.0.1:$http_port/total
+  mosquitto_sub -h 127.0.0.1 -p $mqtt_port -t total_count
+
+Logs: $run/*.log    Ctrl-C stops everything.
+INFO
+
+# Stay up until Ctrl-C, or until one of the processes dies (then say which and stop).
+set +e
+wait -n "${servers[@]}" "${replica_pids[@]}"
+echo "run-local.sh: a process exited; see $run/*.log" >&2
+exit 1
