@@ -8,11 +8,12 @@
  * a first successful connect, so until then the main thread retries from tally_mqtt_link_tick. */
 enum { ST_IDLE = 0, ST_CONNECTING, ST_FAILED, ST_ESTABLISHED, ST_STOPPED };
 
-static void on_subscribe_ok(void *context, MQTTAsync_successData *response)
+static void on_subscribe_ok(void *context, MQTTAsync_successData5 *response)
 {
     tally_mqtt_link_t *link = context;
-    if (response != NULL && response->alt.qos == 0x80) {
-        tally_error("mqtt %s: subscription refused by the broker (check the ACL)", link->url);
+    if (response != NULL && response->reasonCode >= 0x80) {
+        tally_error("mqtt %s: subscription refused by the broker: %s (check the ACL)", link->url,
+                    MQTTReasonCode_toString(response->reasonCode));
         return;
     }
     if ((size_t)atomic_fetch_add(&link->subacks_, 1) + 1 == link->ntopics) {
@@ -21,14 +22,15 @@ static void on_subscribe_ok(void *context, MQTTAsync_successData *response)
     }
 }
 
-static void on_subscribe_fail(void *context, MQTTAsync_failureData *response)
+static void on_subscribe_fail(void *context, MQTTAsync_failureData5 *response)
 {
     tally_mqtt_link_t *link = context;
-    tally_error("mqtt %s: subscribe failed (code %d)", link->url, response ? response->code : 0);
+    tally_error("mqtt %s: subscribe failed: %s", link->url,
+                response ? MQTTReasonCode_toString(response->reasonCode) : "no answer");
 }
 
 /* Called by paho after every successful connect, first or automatic: (re)subscribe here,
- * since a clean session forgets subscriptions. */
+ * since a clean start forgets subscriptions. */
 static void on_connected(void *context, char *cause)
 {
     tally_mqtt_link_t *link = context;
@@ -41,23 +43,30 @@ static void on_connected(void *context, char *cause)
     tally_info("mqtt %s: connected as %s", link->url, link->client_id);
     for (size_t i = 0; i < link->ntopics; i++) {
         MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-        opts.onSuccess = on_subscribe_ok;
-        opts.onFailure = on_subscribe_fail;
+        opts.onSuccess5 = on_subscribe_ok;
+        opts.onFailure5 = on_subscribe_fail;
         opts.context = link;
+        /* MQTT 5 "No Local": our own publishes do not come back to us. Each replica
+         * already knows the totals it published; echoes would only cost CPU. */
+        opts.subscribeOptions.noLocal = 1;
         int rc = MQTTAsync_subscribe(link->client_, link->topics[i], 0, &opts);
         if (rc != MQTTASYNC_SUCCESS)
             tally_error("mqtt %s: cannot subscribe to %s (code %d)", link->url, link->topics[i], rc);
     }
 }
 
-static void on_connect_fail(void *context, MQTTAsync_failureData *response)
+static void on_connect_fail(void *context, MQTTAsync_failureData5 *response)
 {
     tally_mqtt_link_t *link = context;
     int expected = ST_CONNECTING;
-    if (atomic_compare_exchange_strong(&link->state_, &expected, ST_FAILED))
-        tally_warn("mqtt %s: cannot connect (%s, code %d)", link->url,
-                   response && response->message ? response->message : "no answer",
-                   response ? response->code : 0);
+    if (!atomic_compare_exchange_strong(&link->state_, &expected, ST_FAILED))
+        return;
+    if (response != NULL && response->reasonCode != MQTTREASONCODE_SUCCESS)
+        tally_warn("mqtt %s: connection refused: %s", link->url,
+                   MQTTReasonCode_toString(response->reasonCode));
+    else
+        tally_warn("mqtt %s: cannot connect (%s)", link->url,
+                   response && response->message ? response->message : "no answer");
 }
 
 static void on_connection_lost(void *context, char *cause)
@@ -83,14 +92,14 @@ static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsyn
 
 static void connect_now(tally_mqtt_link_t *link)
 {
-    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
     opts.keepAliveInterval = link->keepalive_s > 0 ? link->keepalive_s : 10;
-    opts.cleansession = 1;
+    opts.cleanstart = 1;
     opts.automaticReconnect = 1;
     opts.minRetryInterval = 1;
     opts.maxRetryInterval = 4;
     opts.connectTimeout = 5;
-    opts.onFailure = on_connect_fail;
+    opts.onFailure5 = on_connect_fail;
     opts.context = link;
     if (link->username != NULL && link->username[0] != '\0')
         opts.username = link->username;
@@ -115,7 +124,9 @@ int tally_mqtt_link_start(tally_mqtt_link_t *link)
     atomic_init(&link->received, 0);
     atomic_init(&link->connects, 0);
     tally_backoff_init(&link->backoff_, 250, 4000);
-    int rc = MQTTAsync_create(&link->client_, link->url, link->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+    MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
+    int rc = MQTTAsync_createWithOptions(&link->client_, link->url, link->client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
     if (rc != MQTTASYNC_SUCCESS) {
         tally_error("mqtt %s: cannot create a client (code %d)", link->url, rc);
         return TALLY_ERR;
@@ -172,7 +183,7 @@ void tally_mqtt_link_stop(tally_mqtt_link_t *link, int timeout_ms)
     if (atomic_exchange(&link->state_, ST_STOPPED) == ST_STOPPED)
         return;
     if (MQTTAsync_isConnected(link->client_)) {
-        MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+        MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer5;
         opts.timeout = timeout_ms;
         MQTTAsync_disconnect(link->client_, &opts);
         /* disconnect is asynchronous: give paho the time it asked for to flush. */

@@ -1,4 +1,5 @@
-/* One MQTT connection (paho MQTTAsync) that tally keeps alive and subscribed.
+/* One MQTT connection (paho MQTTAsync, protocol version 5) that tally keeps alive and
+ * subscribed. Subscriptions use "No Local": a client never receives its own publishes.
  *
  * Threading: paho runs its callbacks on its own threads. on_message is called there and
  * must only touch thread-safe state (atomics). The link's flags are atomics, readable

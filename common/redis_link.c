@@ -4,12 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- hiredis <-> libuv: one uv_poll_t per connection ---------------------------------- */
+/* ---- hiredis <-> libuv ----------------------------------------------------------------
+ *
+ * Reads are watched with a uv_poll_t. Writes on a connected socket are not: hiredis asks
+ * for "writable" after every command, and watching for it would cost a loop iteration of
+ * latency per command plus epoll_ctl calls each time the interest changes (uv_poll_start
+ * drops the fd from epoll at once). Instead the output buffer is written at the end of the
+ * loop pass (a uv_check) or at once through tally_redis_uv_flush; only a partial write
+ * (socket buffer full) falls back to polling for writable. Connecting still polls. */
 
 struct uv_events {
-    redisAsyncContext *ac; /* NULL once hiredis cleaned up; the poll handle may still be closing */
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up; the handles may still be closing */
     uv_poll_t poll;
-    int events;
+    uv_check_t check;
+    int events;        /* what the poll handle watches */
+    int write_pending; /* a write is owed at the end of this pass */
+    int open_handles;
 };
 
 static void on_poll(uv_poll_t *handle, int status, int events)
@@ -25,7 +35,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
         redisAsyncHandleWrite(ev->ac);
 }
 
-static void update_poll(struct uv_events *ev, int events)
+static void start_poll(struct uv_events *ev, int events)
 {
     if (events == ev->events)
         return;
@@ -36,40 +46,73 @@ static void update_poll(struct uv_events *ev, int events)
         uv_poll_stop(&ev->poll);
 }
 
+static void write_now(struct uv_events *ev)
+{
+    uv_check_stop(&ev->check);
+    if (!ev->write_pending || ev->ac == NULL)
+        return;
+    ev->write_pending = 0;
+    redisAsyncContext *ac = ev->ac;
+    redisAsyncHandleWrite(ac);
+    /* Not all written (or hiredis freed the context): let the poll handle wait for room. */
+    if (ev->ac == ac && ev->write_pending) {
+        ev->write_pending = 0;
+        start_poll(ev, ev->events | UV_WRITABLE);
+    }
+}
+
+static void on_check(uv_check_t *check)
+{
+    write_now(check->data);
+}
+
 static void ev_add_read(void *p)
 {
     struct uv_events *ev = p;
-    update_poll(ev, ev->events | UV_READABLE);
+    start_poll(ev, ev->events | UV_READABLE);
 }
 
 static void ev_del_read(void *p)
 {
     struct uv_events *ev = p;
-    update_poll(ev, ev->events & ~UV_READABLE);
+    start_poll(ev, ev->events & ~UV_READABLE);
 }
 
 static void ev_add_write(void *p)
 {
     struct uv_events *ev = p;
-    update_poll(ev, ev->events | UV_WRITABLE);
+    if (!(ev->ac->c.flags & REDIS_CONNECTED) || (ev->events & UV_WRITABLE)) {
+        start_poll(ev, ev->events | UV_WRITABLE); /* connecting, or already waiting for room */
+        return;
+    }
+    if (!ev->write_pending) {
+        ev->write_pending = 1;
+        uv_check_start(&ev->check, on_check);
+    }
 }
 
 static void ev_del_write(void *p)
 {
     struct uv_events *ev = p;
-    update_poll(ev, ev->events & ~UV_WRITABLE);
+    ev->write_pending = 0;
+    uv_check_stop(&ev->check);
+    start_poll(ev, ev->events & ~UV_WRITABLE);
 }
 
 static void ev_free(uv_handle_t *handle)
 {
-    free(handle->data);
+    struct uv_events *ev = handle->data;
+    if (--ev->open_handles == 0)
+        free(ev);
 }
 
 static void ev_cleanup(void *p)
 {
     struct uv_events *ev = p;
     ev->ac = NULL;
+    ev->write_pending = 0;
     uv_close((uv_handle_t *)&ev->poll, ev_free);
+    uv_close((uv_handle_t *)&ev->check, ev_free);
 }
 
 int tally_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -83,8 +126,11 @@ int tally_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(ev);
         return TALLY_ERR;
     }
+    uv_check_init(loop, &ev->check);
+    ev->open_handles = 2;
     ev->ac = ac;
     ev->poll.data = ev;
+    ev->check.data = ev;
     ac->ev.data = ev;
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
@@ -92,6 +138,12 @@ int tally_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     ac->ev.delWrite = ev_del_write;
     ac->ev.cleanup = ev_cleanup;
     return TALLY_OK;
+}
+
+void tally_redis_uv_flush(redisAsyncContext *ac)
+{
+    if (ac != NULL && ac->ev.data != NULL)
+        write_now(ac->ev.data);
 }
 
 /* ---- the link ------------------------------------------------------------------------- */

@@ -44,6 +44,9 @@ struct tally_redis_link {
 /** Attaches hiredis context @p ac to @p loop. Refuses (TALLY_ERR) a context already attached. */
 int tally_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
+/** Writes what hiredis has queued on @p ac now instead of at the end of the loop pass. */
+void tally_redis_uv_flush(redisAsyncContext *ac);
+
 /** Starts connecting; the link keeps itself connected until tally_redis_link_stop. */
 int tally_redis_link_start(tally_redis_link_t *link);
 /** Drops the connection now (e.g. a command timed out): callbacks in flight get NULL,

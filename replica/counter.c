@@ -133,6 +133,9 @@ static void send_open_batch(struct worker *w)
     else
         w->inflight_head = b;
     w->inflight_tail = b;
+    /* On the wire in this pass, not the next. A failed write answers the batch (NULL reply)
+     * from inside this call, so it must already be in the FIFO. */
+    tally_redis_uv_flush(w->redis.ac);
 }
 
 void counter_submit(struct worker *w, h2o_req_t *req, int json)
@@ -156,16 +159,44 @@ void counter_submit(struct worker *w, h2o_req_t *req, int json)
         send_open_batch(w); /* a full batch goes now; the pass may bring more */
 }
 
+static void on_publish_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    w->publish_timer_armed = 0;
+    counter_publish(w);
+}
+
+/* Coalesced publishing: only totals Redis returned, at most one per loop pass, and under
+ * load at most one per PUBLISH_INTERVAL_US. After a quiet spell the total goes out at once;
+ * one held back by the interval goes out on the next pass or from the trailing timer, so
+ * the newest total is never left unpublished. */
+void counter_publish(struct worker *w)
+{
+    if (w->newest_total <= w->published_total ||
+        !atomic_load_explicit(&g_replica.mqtt.connected, memory_order_relaxed))
+        return;
+    uint64_t now = uv_hrtime();
+    uint64_t interval = (uint64_t)g_replica.cfg.publish_interval_us * 1000;
+    if (now - w->last_publish_ns < interval) {
+        if (!w->publish_timer_armed) {
+            uint64_t wait_ms = (w->last_publish_ns + interval - now + 999999) / 1000000;
+            uv_timer_start(&w->publish_timer, on_publish_timer, wait_ms, 0);
+            w->publish_timer_armed = 1;
+        }
+        return;
+    }
+    char payload[24];
+    size_t len = tally_total_format(payload, w->newest_total);
+    if (tally_mqtt_link_publish(&g_replica.mqtt, REPLICA_TOPIC_TOTAL, payload, len, 0, 0) == TALLY_OK) {
+        w->published_total = w->newest_total;
+        w->last_publish_ns = now;
+    }
+}
+
 void counter_flush(struct worker *w)
 {
     send_open_batch(w);
-    /* Coalesced: at most one publish per loop pass, and only of a total Redis returned. */
-    if (w->newest_total > w->published_total && atomic_load(&g_replica.mqtt.connected)) {
-        char payload[24];
-        size_t len = tally_total_format(payload, w->newest_total);
-        if (tally_mqtt_link_publish(&g_replica.mqtt, REPLICA_TOPIC_TOTAL, payload, len, 0, 0) == TALLY_OK)
-            w->published_total = w->newest_total;
-    }
+    counter_publish(w);
 }
 
 void counter_check_deadline(struct worker *w, int64_t now_ms)

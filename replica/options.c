@@ -25,6 +25,10 @@ const tally_opt_t replica_options[] = {
     {"MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt_password), 0, 0, "", "MQTT password", NULL},
     {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
      "MQTT client id [default: tally-<instance>-<pid>]", tally_check_instance_id},
+    {"PUBLISH_INTERVAL_US", TALLY_OPT_INT, OPT(publish_interval_us), 0, 1000000, "2000",
+     "least time between two total_count publishes of one thread (0: every loop pass); an idle replica "
+     "publishes at once",
+     NULL},
     {"THREADS", TALLY_OPT_INT, OPT(threads), 1, 64, "1",
      "event-loop threads, each with its own Redis connection", NULL},
     {"SHUTDOWN_TIMEOUT_MS", TALLY_OPT_INT, OPT(shutdown_timeout_ms), 0, 600000, "10000",

@@ -32,6 +32,7 @@ struct replica_config {
     char mqtt_username[128];
     char mqtt_password[512];
     char mqtt_client_id[128];
+    int publish_interval_us;
     int threads;
     int shutdown_timeout_ms;
     int log_level;
@@ -121,7 +122,10 @@ struct worker {
 
     uint64_t newest_total;    /* highest total from this worker's INCRBY replies */
     uint64_t published_total; /* highest total this worker published */
-    int64_t drain_since_ms;   /* when nothing was left in flight during shutdown */
+    uint64_t last_publish_ns; /* uv_hrtime() of the last publish */
+    uv_timer_t publish_timer; /* trailing publish when the interval held one back */
+    int publish_timer_armed;
+    int64_t drain_since_ms; /* when nothing was left in flight during shutdown */
     int64_t stop_deadline_ms;
 };
 
@@ -138,6 +142,8 @@ void worker_request_stop(struct worker *w);
 void counter_submit(struct worker *w, h2o_req_t *req, int json);
 /** End of a loop pass: sends the open batch and publishes the newest total. */
 void counter_flush(struct worker *w);
+/** Publishes the newest total if one is due (also from the trailing timer). */
+void counter_publish(struct worker *w);
 /** Fails batches whose reply is overdue by dropping the Redis connection. */
 void counter_check_deadline(struct worker *w, int64_t now_ms);
 /** Redis link callbacks. */

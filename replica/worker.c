@@ -84,6 +84,8 @@ static void on_flush(uv_check_t *check)
 
 static void finish(struct worker *w)
 {
+    counter_publish(w); /* the last total goes out if the broker is there */
+    uv_timer_stop(&w->publish_timer);
     uv_timer_stop(&w->watchdog);
     uv_check_stop(&w->flush);
     tally_redis_link_stop(&w->redis);
@@ -160,6 +162,8 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     uv_timer_init(&w->loop, &w->watchdog);
     w->watchdog.data = w;
     uv_timer_start(&w->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+    uv_timer_init(&w->loop, &w->publish_timer);
+    w->publish_timer.data = w;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     if (index == 0) {

@@ -87,3 +87,16 @@ Test(format, json_escape)
     cr_assert_str_eq(buf, "a\\\"b\\\\c\\u000a\\u0001");
     cr_assert_eq(tally_json_escape(buf, sizeof(buf), ""), 0);
 }
+
+Test(format, exact_fit_and_one_byte_short)
+{
+    char buf[256];
+    size_t full = tally_format_count_text(buf, sizeof(buf), "h:1", 12, 345);
+    cr_assert_neq(full, (size_t)-1);
+    cr_assert_eq(tally_format_count_text(buf, full + 1, "h:1", 12, 345), full, "room for the NUL is enough");
+    cr_assert_eq(tally_format_count_text(buf, full, "h:1", 12, 345), (size_t)-1, "no room for the NUL");
+    full = tally_format_count_json(buf, sizeof(buf), "h:1", 18446744073709551615ULL, 0);
+    cr_assert_str_eq(buf,
+                     "{\"instance\":\"h:1\",\"instance_count\":18446744073709551615,\"cluster_total\":0}");
+    cr_assert_eq(tally_format_count_json(buf, full, "h:1", 18446744073709551615ULL, 0), (size_t)-1);
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Benchmark: one tally replica (Redis + MQTT) against ceilings measured in the same run.
+
+Starts redis-server, mosquitto (with one watcher subscribed to total_count), the replica,
+the static h2o ceiling (bench/static_h2o.c: same h2o flavour, same allocator setting,
+nothing but a fixed answer) and, if installed, nginx `return 200` with one worker. Runs
+wrk -t1 -c64 against each, interleaving the cases so machine noise hits all alike, and
+prints medians of req/s, p50 and p99 with the ratio to the static h2o ceiling.
+
+    python3 bench/run.py [--runs 5] [--seconds 5] [--write docs/benchmarks.md]
+"""
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness  # noqa: E402  (Redis, Broker, Replica, Watcher, wait_for, free_port)
+
+
+def parse_latency(text, pct):
+    m = re.search(r"^\s+%s%%\s+([0-9.]+)(us|ms|s)\s*$" % pct, text, re.M)
+    if not m:
+        return float("nan")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def wrk(url, seconds, connections):
+    out = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": parse_latency(out, 50), "p99": parse_latency(out, 99),
+            "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def start_nginx(workdir, port):
+    if not shutil.which("nginx"):
+        return None
+    conf = os.path.join(workdir, "nginx.conf")
+    body = "You are talking to instance bench-nginx:8080.\\nThis is request 1 to this instance and request 1 to the cluster.\\n"
+    with open(conf, "w") as f:
+        f.write("""worker_processes 1; daemon off; pid %(d)s/nginx.pid; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
+  uwsgi_temp_path %(d)s; scgi_temp_path %(d)s; keepalive_requests 100000000;
+  server { listen 127.0.0.1:%(p)d; location / { default_type text/plain; return 200 "%(b)s"; } } }
+""" % {"d": workdir, "p": port, "b": body})
+    p = harness.Proc("nginx", ["nginx", "-p", workdir, "-c", conf], workdir).start()
+    harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % port],
+                                            capture_output=True).returncode == 0, what="nginx")
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--write", help="also write the table into this markdown file")
+    args = ap.parse_args()
+
+    replica_bin = os.path.join(args.build, "replica", "tally-replica")
+    static_bin = os.path.join(args.build, "bench", "tally-static-h2o")
+    for b in (replica_bin, static_bin):
+        if not os.access(b, os.X_OK):
+            sys.exit("bench: %s is missing; build first (cmake -S . -B build && cmake --build build)" % b)
+    harness.REPLICA = replica_bin
+
+    workdir = tempfile.mkdtemp(prefix="tally-bench-")
+    procs, watchers = [], []
+    try:
+        cases = []  # (name, url, replica or None)
+        static_port = harness.free_port()
+        procs.append(harness.Proc("static", [static_bin, str(static_port)], workdir).start())
+        harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
+                                                capture_output=True).returncode == 0, what="static h2o")
+        cases.append(("h2o static answer (ceiling)", "http://127.0.0.1:%d/" % static_port, None))
+        nginx = start_nginx(workdir, harness.free_port())
+        if nginx:
+            procs.append(nginx)
+            cases.append(("nginx `return 200`, 1 worker", nginx_url(workdir), None))
+
+        broker = harness.Broker(workdir).start()
+        procs.append(broker)
+        watchers.append(harness.Watcher(broker))
+        for fsync in ("everysec", "always"):
+            redis = harness.Redis(workdir, fsync=fsync).start()
+            procs.append(redis)
+            rep = harness.Replica(workdir, redis, broker, "bench-%s" % fsync,
+                                  extra_env={"LOG_LEVEL": "warn"}).start()
+            procs.append(rep)
+            cases.append(("replica + Redis (appendfsync %s) + MQTT" % fsync, "http://127.0.0.1:%d/" % rep.port,
+                          rep))
+
+        # Warm-up, then interleaved measured runs.
+        for _, url, _ in cases:
+            wrk(url, 1, args.connections)
+        results = {name: [] for name, _, _ in cases}
+        for run in range(args.runs):
+            for name, url, _ in cases:
+                results[name].append(wrk(url, args.seconds, args.connections))
+            print("run %d/%d done" % (run + 1, args.runs), file=sys.stderr)
+
+        ceiling = statistics.median(r["rps"] for r in results[cases[0][0]])
+        rows = []
+        for name, url, rep in cases:
+            rs = results[name]
+            rps = statistics.median(r["rps"] for r in rs)
+            extra = ""
+            if rep is not None:
+                batches = rep.metric("tally_redis_batches_total")
+                batched = rep.metric("tally_redis_batched_requests_total")
+                pubs = rep.metric("tally_mqtt_messages_published_total")
+                extra = "%.1f req/INCRBY, %.1f req/publish" % (batched / max(batches, 1), batched / max(pubs, 1))
+                if sum(r["non2xx"] for r in rs):
+                    extra += ", %d non-2xx" % sum(r["non2xx"] for r in rs)
+            rows.append("| %s | %.0f | %.2f | %.2f | %.0f%% | %s |" % (
+                name, rps, statistics.median(r["p50"] for r in rs), statistics.median(r["p99"] for r in rs),
+                100.0 * rps / ceiling, extra))
+
+        header = ("| case | req/s | p50 ms | p99 ms | vs ceiling | notes |\n"
+                  "|---|---:|---:|---:|---:|---|")
+        table = header + "\n" + "\n".join(rows)
+        env = "%s, %d cores, %s; wrk -t1 -c%d, %d runs x %d s, medians" % (
+            time.strftime("%Y-%m-%d"), os.cpu_count(), platform.release(), args.connections, args.runs, args.seconds)
+        print(table)
+        print(env)
+        if args.write:
+            write_doc(args.write, table, env)
+    finally:
+        for w in watchers:
+            w.stop()
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def nginx_url(workdir):
+    with open(os.path.join(workdir, "nginx.conf")) as f:
+        port = int(re.search(r"listen 127\.0\.0\.1:(\d+)", f.read()).group(1))
+    return "http://127.0.0.1:%d/" % port
+
+
+def write_doc(path, table, env):
+    with open(path) as f:
+        doc = f.read()
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if begin not in doc or end not in doc:
+        sys.exit("bench: %s has no %s ... %s markers" % (path, begin, end))
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + table + "\n\n" + env + "\n" + end + tail)
+
+
+if __name__ == "__main__":
+    main()
