@@ -14,8 +14,8 @@ mqtt_port=${MQTT_PORT:-1883}
 case "$replicas" in ''|*[!0-9]*|0) echo "run-local.sh: replicas must be a positive number, got '$replicas'" >&2; exit 2 ;; esac
 
 "$root/scripts/install-deps.sh" run
-cmake -S "$root" -B "$root/build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build" -j "$(nproc)" --target tally-replica
+cmake -S "$root" -B "$root/build-local" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$root/build-local" -j "$(nproc)" --target tally-replica
 
 run="$root/.run"
 mkdir -p "$run/redis"
@@ -64,7 +64,7 @@ wait_until 10 "mosquitto" port_busy "$mqtt_port"
 
 for i in $(seq 1 "$replicas"); do
   SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" REDIS_PORT=$redis_port \
-    MQTT_URL="tcp://127.0.0.1:$mqtt_port" "$root/build/replica/tally-replica" >"$run/replica-$i.log" 2>&1 &
+    MQTT_URL="tcp://127.0.0.1:$mqtt_port" "$root/build-local/replica/tally-replica" >"$run/replica-$i.log" 2>&1 &
   replica_pids+=($!)
 done
 wait_until 20 "the replicas" curl -sf "http://127.0.0.1:$http_port/readyz"
