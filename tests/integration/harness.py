@@ -177,10 +177,10 @@ class Broker(Proc):
         return "tcp://127.0.0.1:%d" % self.port
 
     def publish(self, payload, topic="total_count"):
-        subprocess.run(["mosquitto_pub", "-p", str(self.port), "-t", topic, "-m", payload], check=True, timeout=10)
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-m", payload], check=True, timeout=10)
 
     def publish_empty(self, topic="total_count"):
-        subprocess.run(["mosquitto_pub", "-p", str(self.port), "-t", topic, "-n"], check=True, timeout=10)
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-n"], check=True, timeout=10)
 
 
 class Watcher:
@@ -192,7 +192,7 @@ class Watcher:
         self.values = []
         self.probes = 0
         self.lock = threading.Lock()
-        self.p = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-t", topic, "-t", self.PROBE, "-v"],
+        self.p = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic, "-t", self.PROBE, "-v"],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
