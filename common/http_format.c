@@ -16,6 +16,7 @@ static const struct {
     {"/total", TALLY_ROUTE_TOTAL, "total"},
     {"/healthz", TALLY_ROUTE_HEALTHZ, "healthz"},
     {"/readyz", TALLY_ROUTE_READYZ, "readyz"},
+    {"/replicas", TALLY_ROUTE_REPLICAS, "replicas"},
     {"/metrics", TALLY_ROUTE_METRICS, "metrics"},
 };
 

@@ -37,6 +37,7 @@ static void on_connected(void *context, char *cause)
     (void)cause;
     atomic_store(&link->state_, ST_ESTABLISHED);
     atomic_store(&link->connected, 1);
+    atomic_store(&link->failures_, 0);
     atomic_store(&link->subscribed, 0);
     atomic_store(&link->subacks_, 0);
     atomic_fetch_add(&link->connects, 1);
@@ -53,6 +54,8 @@ static void on_connected(void *context, char *cause)
         if (rc != MQTTASYNC_SUCCESS)
             tally_error("mqtt %s: cannot subscribe to %s (code %d)", link->url, link->topics[i], rc);
     }
+    if (link->on_connect != NULL)
+        link->on_connect(link->data);
 }
 
 static void on_connect_fail(void *context, MQTTAsync_failureData5 *response)
@@ -61,12 +64,16 @@ static void on_connect_fail(void *context, MQTTAsync_failureData5 *response)
     int expected = ST_CONNECTING;
     if (!atomic_compare_exchange_strong(&link->state_, &expected, ST_FAILED))
         return;
+    /* Throttled: the 1st, 2nd, 4th, 8th... failure in a row. */
+    unsigned long long n = atomic_fetch_add(&link->failures_, 1) + 1;
+    if ((n & (n - 1)) != 0)
+        return;
     if (response != NULL && response->reasonCode != MQTTREASONCODE_SUCCESS)
-        tally_warn("mqtt %s: connection refused: %s", link->url,
-                   MQTTReasonCode_toString(response->reasonCode));
+        tally_warn("mqtt %s: connection refused: %s (attempt %llu)", link->url,
+                   MQTTReasonCode_toString(response->reasonCode), n);
     else
-        tally_warn("mqtt %s: cannot connect (%s)", link->url,
-                   response && response->message ? response->message : "no answer");
+        tally_warn("mqtt %s: cannot connect (%s; attempt %llu)", link->url,
+                   response && response->message ? response->message : "no answer", n);
 }
 
 static void on_connection_lost(void *context, char *cause)
@@ -101,6 +108,16 @@ static void connect_now(tally_mqtt_link_t *link)
     opts.connectTimeout = 5;
     opts.onFailure5 = on_connect_fail;
     opts.context = link;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    if (link->will_topic != NULL) {
+        will.topicName = link->will_topic;
+        will.message = NULL;
+        will.payload.data = link->will_payload;
+        will.payload.len = (int)link->will_len;
+        will.retained = 1;
+        will.qos = 1;
+        opts.will = &will;
+    }
     if (link->username != NULL && link->username[0] != '\0')
         opts.username = link->username;
     if (link->password != NULL && link->password[0] != '\0')
@@ -123,6 +140,7 @@ int tally_mqtt_link_start(tally_mqtt_link_t *link)
     atomic_init(&link->publish_failures, 0);
     atomic_init(&link->received, 0);
     atomic_init(&link->connects, 0);
+    atomic_init(&link->failures_, 0);
     tally_backoff_init(&link->backoff_, 250, 4000);
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
     int rc = MQTTAsync_createWithOptions(&link->client_, link->url, link->client_id,

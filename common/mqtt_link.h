@@ -27,6 +27,12 @@ typedef struct tally_mqtt_link {
     const char *topics[TALLY_MQTT_MAX_TOPICS]; /* subscribed (QoS 0) after every connect */
     size_t ntopics;
     int keepalive_s;
+    /* Last Will (optional): published retained, QoS 1, by the broker if we vanish. */
+    const char *will_topic;
+    const void *will_payload;
+    size_t will_len;
+    /* called on a paho thread after every connect, once subscriptions are requested */
+    void (*on_connect)(void *data);
     /* called on a paho thread; payload is not NUL-terminated and only valid during the call */
     void (*on_message)(void *data, const char *topic, const void *payload, size_t len);
     void *data;
@@ -39,7 +45,8 @@ typedef struct tally_mqtt_link {
     /* private */
     MQTTAsync client_;
     atomic_int subacks_;
-    atomic_int state_; /* see mqtt_link.c */
+    atomic_int state_;       /* see mqtt_link.c */
+    atomic_ullong failures_; /* connect failures in a row, for log throttling */
     tally_backoff_t backoff_;
     int64_t next_attempt_ms_;
 } tally_mqtt_link_t;

@@ -17,8 +17,10 @@ static void on_mqtt_message(void *data, const char *topic, const void *payload, 
 {
     uint64_t total;
     (void)data;
-    if (strcmp(topic, REPLICA_TOPIC_TOTAL) != 0)
+    if (strcmp(topic, REPLICA_TOPIC_TOTAL) != 0) {
+        presence_on_message(topic, payload, len);
         return;
+    }
     if (tally_total_parse(payload, len, &total) != TALLY_OK) {
         unsigned long long n = atomic_fetch_add(&g_replica.stats.mqtt_dropped, 1) + 1;
         if (n == 1 || (n & (n - 1)) == 0) /* 1, 2, 4, 8...: visible, not a flood */
@@ -43,6 +45,20 @@ static void on_mqtt_tick(uv_timer_t *t)
 {
     (void)t;
     tally_mqtt_link_tick(&g_replica.mqtt, tally_now_ms());
+}
+
+static void on_presence_tick(uv_timer_t *t)
+{
+    (void)t;
+    if (atomic_load(&g_replica.mqtt.connected) && !atomic_load(&g_replica.stopping))
+        presence_publish(1);
+}
+
+/* paho thread, after every (re)connect: announce ourselves. */
+static void on_mqtt_connect(void *data)
+{
+    (void)data;
+    presence_publish(1);
 }
 
 int main(int argc, char **argv)
@@ -79,6 +95,12 @@ int main(int argc, char **argv)
     g_replica.started_ms = tally_now_ms();
     g_replica.started_wall_ms = tally_wall_ms();
     tally_cache_init(&g_replica.cache);
+    tally_presence_init(&g_replica.presence);
+    snprintf(g_replica.status_topic, sizeof(g_replica.status_topic),
+             TALLY_STATUS_TOPIC_PREFIX "%s" TALLY_STATUS_TOPIC_SUFFIX, cfg->instance_id);
+    tally_status_t will;
+    presence_status(&will, 0);
+    size_t will_len = tally_status_format(g_replica.will, sizeof(g_replica.will), &will);
 
     /* MQTT first: its subscription must be live before /readyz says so. */
     tally_mqtt_link_t *mq = &g_replica.mqtt;
@@ -87,8 +109,13 @@ int main(int argc, char **argv)
     mq->username = cfg->mqtt_username;
     mq->password = cfg->mqtt_password;
     mq->topics[0] = REPLICA_TOPIC_TOTAL;
-    mq->ntopics = 1;
+    mq->topics[1] = TALLY_STATUS_TOPIC_PREFIX "+" TALLY_STATUS_TOPIC_SUFFIX;
+    mq->ntopics = 2;
     mq->keepalive_s = 10;
+    mq->will_topic = g_replica.status_topic;
+    mq->will_payload = g_replica.will;
+    mq->will_len = will_len;
+    mq->on_connect = on_mqtt_connect;
     mq->on_message = on_mqtt_message;
     if (tally_mqtt_link_start(mq) != TALLY_OK)
         return 1;
@@ -112,6 +139,10 @@ int main(int argc, char **argv)
     uv_timer_t mqtt_tick;
     uv_timer_init(&g_replica.workers[0].loop, &mqtt_tick);
     uv_timer_start(&mqtt_tick, on_mqtt_tick, 200, 200);
+    uv_timer_t presence_tick;
+    uv_timer_init(&g_replica.workers[0].loop, &presence_tick);
+    uv_timer_start(&presence_tick, on_presence_tick, (uint64_t)cfg->presence_interval_ms,
+                   (uint64_t)cfg->presence_interval_ms);
 
     tally_info("instance %s listening on %s:%d with %d thread%s; redis %s:%d, mqtt %s", g_replica.instance,
                cfg->service_host, cfg->service_port, cfg->threads, cfg->threads == 1 ? "" : "s",
@@ -126,6 +157,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < cfg->threads; i++)
         pthread_join(g_replica.workers[i].thread, NULL);
 
+    /* A clean exit says so itself; the Last Will covers the unclean ones. */
+    if (atomic_load(&mq->connected))
+        presence_publish(0);
     tally_mqtt_link_stop(mq, 1000);
     tally_info("stopped after serving %llu counted requests",
                (unsigned long long)atomic_load(&g_replica.served));

@@ -5,8 +5,7 @@
 #ifndef TALLY_REPLICA_H
 #define TALLY_REPLICA_H
 
-#define H2O_USE_LIBUV 1
-#include <h2o.h>
+#include "http_listener.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
@@ -14,6 +13,7 @@
 #include "config.h"
 #include "http_format.h"
 #include "mqtt_link.h"
+#include "presence.h"
 #include "redis_link.h"
 #include "total.h"
 
@@ -33,6 +33,7 @@ struct replica_config {
     char mqtt_password[512];
     char mqtt_client_id[128];
     int publish_interval_us;
+    int presence_interval_ms;
     int threads;
     int shutdown_timeout_ms;
     int log_level;
@@ -56,6 +57,7 @@ struct replica_stats {
     atomic_ullong redis_batched;  /* requests carried by those commands */
     atomic_ullong mqtt_dropped;   /* total_count payloads that were not a valid total */
     atomic_ullong mqtt_totals;    /* valid totals received */
+    atomic_ullong status_dropped; /* replicas/+/status payloads that were not a valid status */
 };
 
 struct worker;
@@ -70,6 +72,9 @@ struct replica {
     atomic_ullong served; /* N: counted requests answered 200 by this process */
     struct replica_stats stats;
     tally_mqtt_link_t mqtt;
+    tally_presence_t presence; /* replicas heard of on replicas/+/status */
+    char status_topic[96];     /* replicas/<id>/status */
+    char will[TALLY_STATUS_MAX_PAYLOAD];
 
     struct worker *workers;
     int nworkers;
@@ -104,8 +109,7 @@ struct worker {
     uv_loop_t loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
-    uv_tcp_t listener;
-    int listening;
+    tally_http_listener_t listener;
     uv_check_t flush;            /* end of each loop pass: send the batch, publish the newest total */
     uv_timer_t watchdog;         /* Redis reply deadline; drain progress while stopping */
     uv_async_t wakeup;           /* cross-thread: "stop now" */
@@ -118,7 +122,6 @@ struct worker {
     struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
     struct batch *free_batches;
     size_t waiting; /* counted requests not yet answered */
-    size_t conns;   /* open HTTP connections */
 
     uint64_t newest_total;    /* highest total from this worker's INCRBY replies */
     uint64_t published_total; /* highest total this worker published */
@@ -162,5 +165,13 @@ void routes_unavailable(h2o_req_t *req, const char *message);
 void routes_counted(h2o_req_t *req, int json, uint64_t n, uint64_t m);
 /** Returns 1 when the process is ready to take traffic (/readyz). */
 int replica_is_ready(void);
+
+/* presence.c */
+/** Fills @p s with this replica's status. */
+void presence_status(tally_status_t *s, int online);
+/** Publishes this replica's status, retained, QoS 1. Any thread. */
+int presence_publish(int online);
+/** Handles a message on replicas/+/status (paho thread). */
+void presence_on_message(const char *topic, const void *payload, size_t len);
 
 #endif

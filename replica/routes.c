@@ -2,6 +2,7 @@
  * Only GET / counts; health, readiness, totals, metrics and errors never move a counter. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -138,6 +139,12 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_mqtt_messages_dropped_total", "counter",
                       "total_count payloads dropped because they were not a valid total.",
                       LOAD(s->mqtt_dropped));
+    tally_metrics_add(&m, "tally_mqtt_totals_received_total", "counter",
+                      "Valid totals received on total_count (from other replicas and publishers).",
+                      LOAD(s->mqtt_totals));
+    tally_metrics_add(&m, "tally_mqtt_status_dropped_total", "counter",
+                      "replicas/+/status payloads dropped because they were not a valid status.",
+                      LOAD(s->status_dropped));
     tally_metrics_add(&m, "tally_cluster_total", "gauge", "The cached cluster total.",
                       (double)tally_cache_value(&g_replica.cache));
     int64_t age = tally_cache_age_ms(&g_replica.cache, tally_now_ms());
@@ -189,6 +196,17 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req)
     case TALLY_ROUTE_READYZ:
         handle_readyz(req);
         break;
+    case TALLY_ROUTE_REPLICAS: {
+        size_t len;
+        char *body = tally_presence_json(&g_replica.presence, &len);
+        if (body == NULL) {
+            respond_error(req, 500, "Internal Server Error", "internal", "out of memory");
+            break;
+        }
+        routes_respond(req, 200, "OK", CT_JSON, body, len);
+        free(body);
+        break;
+    }
     case TALLY_ROUTE_METRICS:
         handle_metrics(req);
         break;

@@ -183,6 +183,14 @@ class Broker(Proc):
         subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-n"], check=True, timeout=10)
 
 
+def retained(broker, topic, timeout=3):
+    """The retained payload on `topic` (None if there is none), read by a fresh mosquitto_sub."""
+    p = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", topic, "-C", "1",
+                        "-W", str(timeout), "--retained-only"] + list(getattr(broker, "auth", [])),
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 and p.stdout else None
+
+
 class Watcher:
     """mosquitto_sub on total_count; collects every payload in a thread."""
 

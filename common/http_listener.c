@@ -1,0 +1,91 @@
+#include "http_listener.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Each accepted connection remembers its listener to keep the count. */
+struct conn {
+    uv_tcp_t tcp; /* first: h2o closes the uv handle and calls on_conn_close with it */
+    tally_http_listener_t *listener;
+};
+
+static void on_conn_close(uv_handle_t *handle)
+{
+    struct conn *c = (struct conn *)handle;
+    c->listener->conns--;
+    free(c);
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    tally_http_listener_t *l = server->data;
+    if (status != 0)
+        return;
+    struct conn *c = malloc(sizeof(*c));
+    if (c == NULL)
+        return;
+    uv_tcp_init(server->loop, &c->tcp);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->listener = l;
+    l->conns++;
+    h2o_accept(l->accept_ctx, h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close));
+}
+
+int tally_http_listen(tally_http_listener_t *l, uv_loop_t *loop, const char *host, int port, int reuseport,
+                      h2o_accept_ctx_t *accept_ctx)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[8];
+    memset(l, 0, sizeof(*l));
+    l->accept_ctx = accept_ctx;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        tally_error("cannot resolve %s: %s", host, gai_strerror(rc));
+        return TALLY_ERR;
+    }
+    /* Opened by hand: libuv sets SO_REUSEPORT nowhere. */
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        tally_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return TALLY_ERR;
+    }
+    freeaddrinfo(res);
+    l->tcp.data = l;
+    if (uv_tcp_init(loop, &l->tcp) != 0 || uv_tcp_open(&l->tcp, fd) != 0 ||
+        uv_listen((uv_stream_t *)&l->tcp, 4096, on_accept) != 0) {
+        tally_error("cannot watch the listening socket on %s:%d", host, port);
+        close(fd);
+        return TALLY_ERR;
+    }
+    l->tcp.data = l;
+    l->open = 1;
+    return TALLY_OK;
+}
+
+void tally_http_unlisten(tally_http_listener_t *l)
+{
+    if (l->open) {
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        l->open = 0;
+    }
+}
