@@ -47,9 +47,8 @@ static void on_connected(void *context, char *cause)
         opts.onSuccess5 = on_subscribe_ok;
         opts.onFailure5 = on_subscribe_fail;
         opts.context = link;
-        /* MQTT 5 "No Local": our own publishes do not come back to us. Each replica
-         * already knows the totals it published; echoes would only cost CPU. */
-        opts.subscribeOptions.noLocal = 1;
+        opts.subscribeOptions.noLocal = link->no_local ? 1 : 0;
+        opts.subscribeOptions.retainAsPublished = link->retain_as_published ? 1 : 0;
         int rc = MQTTAsync_subscribe(link->client_, link->topics[i], 0, &opts);
         if (rc != MQTTASYNC_SUCCESS)
             tally_error("mqtt %s: cannot subscribe to %s (code %d)", link->url, link->topics[i], rc);
@@ -91,7 +90,7 @@ static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsyn
     atomic_fetch_add(&link->received, 1);
     if (link->on_message != NULL)
         link->on_message(link->data, topic, message->payload,
-                         (size_t)(message->payloadlen > 0 ? message->payloadlen : 0));
+                         (size_t)(message->payloadlen > 0 ? message->payloadlen : 0), message->retained);
     MQTTAsync_freeMessage(&message);
     MQTTAsync_free(topic);
     return 1;

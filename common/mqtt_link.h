@@ -1,5 +1,5 @@
 /* One MQTT connection (paho MQTTAsync, protocol version 5) that tally keeps alive and
- * subscribed. Subscriptions use "No Local": a client never receives its own publishes.
+ * subscribed.
  *
  * Threading: paho runs its callbacks on its own threads. on_message is called there and
  * must only touch thread-safe state (atomics). The link's flags are atomics, readable
@@ -26,6 +26,8 @@ typedef struct tally_mqtt_link {
     const char *password;
     const char *topics[TALLY_MQTT_MAX_TOPICS]; /* subscribed (QoS 0) after every connect */
     size_t ntopics;
+    int no_local;            /* MQTT 5 No Local: our own publishes do not come back */
+    int retain_as_published; /* keep the retained flag on messages forwarded live */
     int keepalive_s;
     /* Last Will (optional): published retained, QoS 1, by the broker if we vanish. */
     const char *will_topic;
@@ -34,7 +36,7 @@ typedef struct tally_mqtt_link {
     /* called on a paho thread after every connect, once subscriptions are requested */
     void (*on_connect)(void *data);
     /* called on a paho thread; payload is not NUL-terminated and only valid during the call */
-    void (*on_message)(void *data, const char *topic, const void *payload, size_t len);
+    void (*on_message)(void *data, const char *topic, const void *payload, size_t len, int retained);
     void *data;
 
     /* any thread may read */

@@ -13,10 +13,10 @@
 struct replica g_replica;
 
 /* Runs on a paho thread: only atomics are touched. A bad payload never lowers the cache. */
-static void on_mqtt_message(void *data, const char *topic, const void *payload, size_t len)
+static void on_mqtt_message(void *data, const char *topic, const void *payload, size_t len, int retained)
 {
     uint64_t total;
-    (void)data;
+    (void)data, (void)retained;
     if (strcmp(topic, REPLICA_TOPIC_TOTAL) != 0) {
         presence_on_message(topic, payload, len);
         return;
@@ -111,6 +111,9 @@ int main(int argc, char **argv)
     mq->topics[0] = REPLICA_TOPIC_TOTAL;
     mq->topics[1] = TALLY_STATUS_TOPIC_PREFIX "+" TALLY_STATUS_TOPIC_SUFFIX;
     mq->ntopics = 2;
+    /* MQTT 5 No Local: a replica already knows the totals it published; echoes would only
+     * cost CPU (measured: see docs/benchmarks.md). */
+    mq->no_local = 1;
     mq->keepalive_s = 10;
     mq->will_topic = g_replica.status_topic;
     mq->will_payload = g_replica.will;

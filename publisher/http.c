@@ -1,0 +1,100 @@
+/* The publisher's HTTP port: /healthz, /readyz (Redis up and subscribed), /metrics. */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "publisher.h"
+
+static void respond(h2o_req_t *req, int status, const char *reason, const char *type, const char *body,
+                    size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+}
+
+static int ready(void)
+{
+    return !g_pub.stopping && g_pub.redis.state == TALLY_REDIS_UP && atomic_load(&g_pub.mqtt.subscribed);
+}
+
+static void metrics(h2o_req_t *req)
+{
+    tally_metrics_buf_t m;
+    tally_metrics_init(&m);
+    int leading = lease_held(tally_now_ms());
+    tally_metrics_add(&m, "tally_publisher_leader", "gauge", "1 while this publisher holds the lease.",
+                      leading);
+    tally_metrics_add(&m, "tally_publisher_lease_acquired_total", "counter",
+                      "Times this publisher became leader.", (double)g_pub.stats.acquired);
+    tally_metrics_add(&m, "tally_publisher_lease_lost_total", "counter", "Times it stopped leading.",
+                      (double)g_pub.stats.lost);
+    tally_metrics_add(&m, "tally_publisher_publishes_total", "counter",
+                      "Retained totals published (changed).", (double)g_pub.stats.publishes);
+    tally_metrics_add(&m, "tally_publisher_heartbeats_total", "counter",
+                      "Retained totals republished unchanged.", (double)g_pub.stats.heartbeats);
+    tally_metrics_add(&m, "tally_publisher_held_back_total", "counter",
+                      "Redis totals not published because they were below the retained one.",
+                      (double)g_pub.stats.held_back);
+    tally_metrics_add(&m, "tally_publisher_redis_read_errors_total", "counter", "Failed reads of the total.",
+                      (double)g_pub.stats.read_errors);
+    tally_metrics_add(&m, "tally_publisher_retained_total", "gauge", "Highest total known retained.",
+                      (double)atomic_load(&g_pub.floor));
+    tally_metrics_add(&m, "tally_redis_connected", "gauge", "1 while Redis is connected.",
+                      g_pub.redis.state == TALLY_REDIS_UP);
+    tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
+                      atomic_load(&g_pub.mqtt.connected));
+    tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", ready());
+    if (m.failed)
+        respond(req, 500, "Internal Server Error", "application/json",
+                H2O_STRLIT("{\"error\":\"internal\"}"));
+    else
+        respond(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", m.data, m.len);
+    tally_metrics_free(&m);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    h2o_iovec_t p = req->path_normalized;
+    int known = h2o_memis(p.base, p.len, H2O_STRLIT("/healthz")) ||
+                h2o_memis(p.base, p.len, H2O_STRLIT("/readyz")) ||
+                h2o_memis(p.base, p.len, H2O_STRLIT("/metrics"));
+    if (!known) {
+        respond(req, 404, "Not Found", "application/json", H2O_STRLIT("{\"error\":\"not_found\"}"));
+    } else if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+        respond(req, 405, "Method Not Allowed", "application/json",
+                H2O_STRLIT("{\"error\":\"method_not_allowed\"}"));
+    } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/healthz"))) {
+        respond(req, 200, "OK", "application/json", H2O_STRLIT("{\"status\":\"ok\"}"));
+    } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/readyz"))) {
+        char body[128];
+        int r = ready();
+        size_t len = (size_t)snprintf(body, sizeof(body), "{\"ready\":%s,\"leader\":%s}",
+                                      r ? "true" : "false", lease_held(tally_now_ms()) ? "true" : "false");
+        respond(req, r ? 200 : 503, r ? "OK" : "Service Unavailable", "application/json", body, len);
+    } else {
+        metrics(req);
+    }
+    return 0;
+}
+
+int publisher_http_start(void)
+{
+    h2o_config_init(&g_pub.hconf);
+    g_pub.hconf.server_name = h2o_iovec_init(H2O_STRLIT("tally-publisher"));
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&g_pub.hconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_req;
+    h2o_context_init(&g_pub.ctx, &g_pub.loop, &g_pub.hconf);
+    g_pub.accept_ctx.ctx = &g_pub.ctx;
+    g_pub.accept_ctx.hosts = g_pub.hconf.hosts;
+    return tally_http_listen(&g_pub.listener, &g_pub.loop, g_pub.cfg.http_host, g_pub.cfg.http_port, 0,
+                             &g_pub.accept_ctx);
+}

@@ -1,0 +1,199 @@
+/* tally publisher: configuration, the publish cycle, the orderly exit. */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "publisher.h"
+#include "total.h"
+
+struct publisher g_pub;
+
+/* paho thread: a retained total raises the floor (retain-as-published keeps the flag on
+ * totals another publisher retains while we are subscribed). Live replica totals do not:
+ * the floor is what watchers get when they subscribe, and only that must never go back. */
+static void on_message(void *data, const char *topic, const void *payload, size_t len, int retained)
+{
+    uint64_t v;
+    (void)data;
+    if (!retained || strcmp(topic, PUBLISHER_TOPIC) != 0 || tally_total_parse(payload, len, &v) != TALLY_OK)
+        return;
+    uint64_t cur = atomic_load(&g_pub.floor);
+    while (v > cur && !atomic_compare_exchange_weak(&g_pub.floor, &cur, v))
+        ;
+    atomic_store(&g_pub.retained_seen, 1);
+}
+
+static int publish(uint64_t v)
+{
+    char payload[24];
+    size_t len = tally_total_format(payload, v);
+    if (tally_mqtt_link_publish(&g_pub.mqtt, PUBLISHER_TOPIC, payload, len, 1, 1) != TALLY_OK)
+        return TALLY_ERR;
+    g_pub.last_publish_ms = tally_now_ms();
+    return TALLY_OK;
+}
+
+static void on_total(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    uint64_t v = 0;
+    (void)ac, (void)privdata;
+    g_pub.read_inflight = 0;
+    if (reply == NULL)
+        return;
+    if (reply->type == REDIS_REPLY_STRING ? tally_total_parse(reply->str, reply->len, &v) != TALLY_OK
+                                          : reply->type != REDIS_REPLY_NIL) {
+        g_pub.stats.read_errors++;
+        tally_error("redis: key " PUBLISHER_REDIS_KEY " does not hold a total");
+        return;
+    }
+    int64_t now = tally_now_ms();
+    /* Re-check: the lease may have run out while the read was in flight (a pause). */
+    if (!lease_held(now) || g_pub.stopping)
+        return;
+    uint64_t floor = atomic_load(&g_pub.floor);
+    if (v > floor) {
+        if (publish(v) == TALLY_OK) {
+            uint64_t cur = floor;
+            while (v > cur && !atomic_compare_exchange_weak(&g_pub.floor, &cur, v))
+                ;
+            g_pub.stats.publishes++;
+        }
+        return;
+    }
+    if (v < floor) {
+        g_pub.stats.held_back++;
+        if (g_pub.stats.held_back == 1 || (g_pub.stats.held_back & (g_pub.stats.held_back - 1)) == 0)
+            tally_warn(
+                "redis total %llu is below the retained %llu (did Redis lose increments?); not publishing it",
+                (unsigned long long)v, (unsigned long long)floor);
+    }
+    if (floor > 0 && now - g_pub.last_publish_ms >= g_pub.cfg.heartbeat_ms && publish(floor) == TALLY_OK)
+        g_pub.stats.heartbeats++;
+}
+
+static void on_publish_timer(uv_timer_t *t)
+{
+    (void)t;
+    int64_t now = tally_now_ms();
+    if (!atomic_load(&g_pub.mqtt.subscribed)) {
+        g_pub.subscribed_ms = 0;
+        return;
+    }
+    if (g_pub.subscribed_ms == 0)
+        g_pub.subscribed_ms = now;
+    /* Retained messages follow the SUBACK: give the floor a moment to arrive before a new
+     * leader publishes anything. */
+    if (!atomic_load(&g_pub.retained_seen) && now - g_pub.subscribed_ms < 500)
+        return;
+    if (g_pub.stopping || g_pub.read_inflight || !lease_held(now) || g_pub.redis.state != TALLY_REDIS_UP)
+        return;
+    if (redisAsyncCommand(g_pub.redis.ac, on_total, NULL, "GET " PUBLISHER_REDIS_KEY) == REDIS_OK)
+        g_pub.read_inflight = 1;
+}
+
+static void on_mqtt_tick(uv_timer_t *t)
+{
+    (void)t;
+    tally_mqtt_link_tick(&g_pub.mqtt, tally_now_ms());
+}
+
+static void finish(void)
+{
+    uv_timer_stop(&g_pub.stop_timer);
+    tally_redis_link_stop(&g_pub.redis);
+    tally_http_unlisten(&g_pub.listener);
+    uv_stop(&g_pub.loop);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    (void)t;
+    tally_warn("lease: no answer to the release; it will expire by itself");
+    finish();
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (g_pub.stopping)
+        return;
+    g_pub.stopping = 1;
+    tally_info("%s: releasing the lease and stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    uv_timer_stop(&g_pub.publish_timer);
+    uv_timer_start(&g_pub.stop_timer, on_stop_timer, 1000, 0);
+    lease_release(finish);
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    struct publisher_config *cfg = &g_pub.cfg;
+    tally_log_init("tally-publisher", TALLY_LOG_INFO);
+    int rc = tally_config_load(publisher_options, publisher_noptions, cfg, argc, argv, PUBLISHER_SUMMARY, err,
+                               sizeof(err));
+    if (rc == TALLY_CONFIG_EXIT)
+        return 0;
+    if (rc != TALLY_OK) {
+        fprintf(stderr, "tally-publisher: %s\n", err);
+        return 2;
+    }
+    tally_log_init("tally-publisher", (enum tally_log_level)cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    if (cfg->instance_id[0] == '\0') {
+        char host[HOST_NAME_MAX + 1] = "";
+        if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+            tally_strlcpy(host, "publisher", sizeof(host));
+        tally_strlcpy(cfg->instance_id, host, sizeof(cfg->instance_id));
+    }
+    if (cfg->mqtt_client_id[0] == '\0')
+        snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "publisher-%.50s", cfg->instance_id);
+
+    uv_loop_init(&g_pub.loop);
+    atomic_init(&g_pub.floor, 0);
+    atomic_init(&g_pub.retained_seen, 0);
+    if (publisher_http_start() != TALLY_OK)
+        return 1;
+
+    tally_mqtt_link_t *mq = &g_pub.mqtt;
+    mq->url = cfg->mqtt_url;
+    mq->client_id = cfg->mqtt_client_id;
+    mq->username = cfg->mqtt_username;
+    mq->password = cfg->mqtt_password;
+    mq->topics[0] = PUBLISHER_TOPIC;
+    mq->ntopics = 1;
+    mq->retain_as_published = 1;
+    mq->keepalive_s = 10;
+    mq->on_message = on_message;
+    if (tally_mqtt_link_start(mq) != TALLY_OK)
+        return 1;
+
+    g_pub.redis.loop = &g_pub.loop;
+    g_pub.redis.host = cfg->redis_host;
+    g_pub.redis.port = cfg->redis_port;
+    g_pub.redis.password = cfg->redis_password;
+    if (tally_redis_link_start(&g_pub.redis) != TALLY_OK)
+        return 1;
+    lease_start();
+
+    uv_timer_init(&g_pub.loop, &g_pub.publish_timer);
+    uv_timer_start(&g_pub.publish_timer, on_publish_timer, 0, (uint64_t)cfg->publish_interval_ms);
+    uv_timer_init(&g_pub.loop, &g_pub.mqtt_tick);
+    uv_timer_start(&g_pub.mqtt_tick, on_mqtt_tick, 200, 200);
+    uv_timer_init(&g_pub.loop, &g_pub.stop_timer);
+    uv_signal_init(&g_pub.loop, &g_pub.sigterm);
+    uv_signal_start(&g_pub.sigterm, on_signal, SIGTERM);
+    uv_signal_init(&g_pub.loop, &g_pub.sigint);
+    uv_signal_start(&g_pub.sigint, on_signal, SIGINT);
+
+    tally_info("publisher %s: http %s:%d, redis %s:%d, mqtt %s, lease %s (%d ms)", cfg->instance_id,
+               cfg->http_host, cfg->http_port, cfg->redis_host, cfg->redis_port, cfg->mqtt_url,
+               cfg->lease_key, cfg->lease_ttl_ms);
+    uv_run(&g_pub.loop, UV_RUN_DEFAULT);
+    tally_mqtt_link_stop(mq, 1000);
+    tally_info("stopped after %llu publishes", g_pub.stats.publishes);
+    return 0;
+}

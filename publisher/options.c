@@ -1,0 +1,37 @@
+/* The publisher's settings (see common/config.h for the sources). */
+#include <stddef.h>
+
+#include "log.h"
+#include "publisher.h"
+
+#define OPT(field) offsetof(struct publisher_config, field), sizeof(((struct publisher_config *)0)->field)
+
+const tally_opt_t publisher_options[] = {
+    {"INSTANCE_ID", TALLY_OPT_STRING, OPT(instance_id), 0, 0, "",
+     "name in logs and in the lease [default: the hostname]", tally_check_instance_id},
+    {"HTTP_HOST", TALLY_OPT_STRING, OPT(http_host), 0, 0, "0.0.0.0", "address of /healthz, /readyz, /metrics",
+     tally_check_host},
+    {"HTTP_PORT", TALLY_OPT_INT, OPT(http_port), 1, 65535, "9100", "port of /healthz, /readyz, /metrics",
+     NULL},
+    {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
+    {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
+    {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
+    {"MQTT_URL", TALLY_OPT_STRING, OPT(mqtt_url), 0, 0, "tcp://127.0.0.1:1883", "MQTT broker",
+     tally_check_mqtt_url},
+    {"MQTT_USERNAME", TALLY_OPT_STRING, OPT(mqtt_username), 0, 0, "", "MQTT user name (empty: anonymous)",
+     NULL},
+    {"MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt_password), 0, 0, "", "MQTT password", NULL},
+    {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
+     "MQTT client id [default: publisher-<instance>]", tally_check_instance_id},
+    {"PUBLISH_INTERVAL_MS", TALLY_OPT_INT, OPT(publish_interval_ms), 10, 600000, "1000",
+     "how often the leader reads the total and publishes it if it changed", NULL},
+    {"HEARTBEAT_MS", TALLY_OPT_INT, OPT(heartbeat_ms), 100, 3600000, "5000",
+     "the leader republishes an unchanged total this often", NULL},
+    {"LEASE_KEY", TALLY_OPT_STRING, OPT(lease_key), 0, 0, "tally:publisher:leader",
+     "Redis key of the leader lease", NULL},
+    {"LEASE_TTL_MS", TALLY_OPT_INT, OPT(lease_ttl_ms), 300, 600000, "3000",
+     "lease lifetime: a standby takes over about this long after the leader dies or hangs", NULL},
+    {"LOG_LEVEL", TALLY_OPT_LOGLEVEL, OPT(log_level), 0, 0, "info", "debug, info, warn or error", NULL},
+};
+
+const size_t publisher_noptions = sizeof(publisher_options) / sizeof(publisher_options[0]);

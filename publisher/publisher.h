@@ -1,0 +1,93 @@
+/* The publisher: owns the retained total_count message. Several may run; one leads,
+ * elected by a Redis lease (lease.c). The leader reads the authoritative total from Redis
+ * and publishes it retained (QoS 1) when it changed, at most every PUBLISH_INTERVAL_MS,
+ * and at least every HEARTBEAT_MS. The retained total never goes backwards. */
+#ifndef TALLY_PUBLISHER_H
+#define TALLY_PUBLISHER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http_listener.h"
+#include "mqtt_link.h"
+#include "redis_link.h"
+
+#define PUBLISHER_TOPIC "total_count"
+#define PUBLISHER_REDIS_KEY "total_count"
+
+struct publisher_config {
+    char instance_id[65];
+    char http_host[256];
+    int http_port;
+    char redis_host[256];
+    int redis_port;
+    char redis_password[512];
+    char mqtt_url[300];
+    char mqtt_username[128];
+    char mqtt_password[512];
+    char mqtt_client_id[128];
+    int publish_interval_ms;
+    int heartbeat_ms;
+    char lease_key[128];
+    int lease_ttl_ms;
+    int log_level;
+};
+
+extern const tally_opt_t publisher_options[];
+extern const size_t publisher_noptions;
+#define PUBLISHER_SUMMARY                                                                                    \
+    "tally publisher: keeps the retained total_count message on MQTT equal to the Redis total; one of "      \
+    "several "                                                                                               \
+    "leads, by a Redis lease."
+
+struct publisher {
+    struct publisher_config cfg;
+    uv_loop_t loop;
+    tally_redis_link_t redis;
+    tally_mqtt_link_t mqtt;
+
+    /* lease.c */
+    char token[160];        /* our value in the lease key: instance, pid, random */
+    int leader;             /* we believe we hold the lease... */
+    int64_t lease_until_ms; /* ...until this monotonic time at the latest */
+    int lease_op_inflight;
+    int64_t last_renew_ms;
+    uv_timer_t lease_timer;
+
+    /* publishing */
+    _Atomic uint64_t floor;   /* highest total known retained: never publish below it */
+    atomic_int retained_seen; /* a retained total arrived since subscribing */
+    int64_t subscribed_ms;    /* when the subscription went live (0: not live) */
+    int64_t last_publish_ms;
+    int read_inflight;
+    uv_timer_t publish_timer, mqtt_tick, stop_timer;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+
+    /* HTTP: /healthz, /readyz, /metrics */
+    h2o_globalconf_t hconf;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    tally_http_listener_t listener;
+
+    struct {
+        unsigned long long publishes, heartbeats, acquired, lost, held_back, read_errors;
+    } stats;
+};
+
+extern struct publisher g_pub;
+
+/* lease.c */
+/** Starts the lease timer: acquire (SET NX PX) as standby, renew as leader. */
+void lease_start(void);
+/** Returns 1 while we hold a lease that has surely not expired yet. */
+int lease_held(int64_t now_ms);
+/** Releases the lease if held (only our own token); calls @p done when answered or not sent. */
+void lease_release(void (*done)(void));
+
+/* http.c */
+int publisher_http_start(void);
+
+#endif
