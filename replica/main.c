@@ -90,8 +90,7 @@ int main(int argc, char **argv)
     snprintf(g_replica.instance, sizeof(g_replica.instance), "%s:%d", cfg->instance_id, cfg->service_port);
     tally_json_escape(g_replica.instance_json, sizeof(g_replica.instance_json), g_replica.instance);
     if (cfg->mqtt_client_id[0] == '\0')
-        snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "tally-%.40s-%d", cfg->instance_id,
-                 (int)getpid());
+        tally_strlcpy(cfg->mqtt_client_id, cfg->instance_id, sizeof(cfg->mqtt_client_id));
     g_replica.started_ms = tally_now_ms();
     g_replica.started_wall_ms = tally_wall_ms();
     tally_cache_init(&g_replica.cache);

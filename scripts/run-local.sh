@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # README command 1: the whole system on this machine, no Docker.
 #   scripts/run-local.sh [replicas]      (default 3)
-# Installs missing Debian packages, builds, starts redis-server (AOF on) and mosquitto
-# with the configurations in broker-config/, then the replicas, all sharing one HTTP port
-# through SO_REUSEPORT. Ctrl-C stops everything. Ports: HTTP_PORT (8080), REDIS_PORT
-# (6379), MQTT_PORT (1883). Data and logs: .run/
+# Installs missing Debian packages, builds, makes credentials (broker-config/make-secrets.sh),
+# starts redis-server (AOF on, password) and mosquitto with the production configuration
+# in broker-config/, two publishers (one leads), then the replicas, all sharing one HTTP
+# port through SO_REUSEPORT. Ctrl-C stops everything.
+# Ports: HTTP_PORT (8080), REDIS_PORT (6379), MQTT_PORT (1883, services),
+# MQTT_WATCH_PORT (1884, read-only watchers), MQTT_WS_PORT (9001, WebSockets),
+# publishers' /metrics on 9101 and 9102. Data, credentials and logs: .run/
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 replicas=${1:-${REPLICAS:-3}}
 http_port=${HTTP_PORT:-8080}
 redis_port=${REDIS_PORT:-6379}
 mqtt_port=${MQTT_PORT:-1883}
+watch_port=${MQTT_WATCH_PORT:-1884}
+ws_port=${MQTT_WS_PORT:-9001}
 case "$replicas" in ''|*[!0-9]*|0) echo "run-local.sh: replicas must be a positive number, got '$replicas'" >&2; exit 2 ;; esac
 
 "$root/scripts/install-deps.sh" run
 cmake -S "$root" -B "$root/build-local" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build-local" -j "$(nproc)" --target tally-replica
+cmake --build "$root/build-local" -j "$(nproc)" --target tally-replica tally-publisher
 
 run="$root/.run"
 mkdir -p "$run/redis"
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$http_port:HTTP_PORT" "$redis_port:REDIS_PORT" "$mqtt_port:MQTT_PORT"; do
+for p in "$http_port:HTTP_PORT" "$redis_port:REDIS_PORT" "$mqtt_port:MQTT_PORT" "$watch_port:MQTT_WATCH_PORT" \
+         "$ws_port:MQTT_WS_PORT" "9101:publisher" "9102:publisher"; do
   if port_busy "${p%%:*}"; then
     echo "run-local.sh: port ${p%%:*} is in use; stop what holds it or set ${p##*:}=another port" >&2
     exit 1
@@ -52,31 +58,48 @@ wait_until() { # wait_until <seconds> <what> <command...>
   done
 }
 
-redis-server "$root/broker-config/redis.conf" --port "$redis_port" --dir "$run/redis" --daemonize no \
-  >"$run/redis.log" 2>&1 &
+# Credentials are made once and kept in .run/broker/secrets/ (mode 600).
+"$root/broker-config/make-secrets.sh" "$run/broker" --port "$mqtt_port" --watch-port "$watch_port" \
+  --ws-port "$ws_port" --bind 127.0.0.1
+[ "$(id -u)" -eq 0 ] && echo "user root" >>"$run/broker/mosquitto.conf"
+secrets="$run/broker/secrets"
+
+redis-server "$root/broker-config/redis.conf" --include "$run/broker/redis-auth.conf" --port "$redis_port" \
+  --dir "$run/redis" --daemonize no >"$run/redis.log" 2>&1 &
 servers+=($!)
-sed "s/@PORT@/$mqtt_port/" "$root/broker-config/mosquitto-local.conf" >"$run/mosquitto.conf"
-[ "$(id -u)" -eq 0 ] && echo "user root" >>"$run/mosquitto.conf"
-mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
+mosquitto -c "$run/broker/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
 servers+=($!)
-wait_until 10 "redis" redis-cli -p "$redis_port" ping
+wait_until 10 "redis" env REDISCLI_AUTH="$(cat "$secrets/redis.txt")" redis-cli -p "$redis_port" ping
 wait_until 10 "mosquitto" port_busy "$mqtt_port"
+
+for i in 1 2; do
+  INSTANCE_ID="$(hostname)-publisher-$i" HTTP_HOST=127.0.0.1 HTTP_PORT=$((9100 + i)) REDIS_PORT=$redis_port \
+    REDIS_PASSWORD_FILE="$secrets/redis.txt" MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-publisher \
+    MQTT_PASSWORD_FILE="$secrets/mqtt-publisher.txt" "$root/build-local/publisher/tally-publisher" \
+    >"$run/publisher-$i.log" 2>&1 &
+  replica_pids+=($!)
+done
 
 for i in $(seq 1 "$replicas"); do
   SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" REDIS_PORT=$redis_port \
-    MQTT_URL="tcp://127.0.0.1:$mqtt_port" "$root/build-local/replica/tally-replica" >"$run/replica-$i.log" 2>&1 &
+    REDIS_PASSWORD_FILE="$secrets/redis.txt" MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-replica \
+    MQTT_PASSWORD_FILE="$secrets/mqtt-replica.txt" "$root/build-local/replica/tally-replica" \
+    >"$run/replica-$i.log" 2>&1 &
   replica_pids+=($!)
 done
 wait_until 20 "the replicas" curl -sf "http://127.0.0.1:$http_port/readyz"
 
 cat <<INFO
 
-tally is running: $replicas replicas sharing http://127.0.0.1:$http_port/ (Redis :$redis_port, MQTT :$mqtt_port)
+tally is running: $replicas replicas sharing http://127.0.0.1:$http_port/, 2 publishers
+(Redis :$redis_port, MQTT :$mqtt_port for services, :$watch_port for watchers, WebSockets :$ws_port)
 
   curl http://127.0.0.1:$http_port/
   curl -H 'Accept: application/json' http://127.0.0.1:$http_port/
   curl http://127.0.0.1:$http_port/total
-  mosquitto_sub -h 127.0.0.1 -p $mqtt_port -t total_count
+  curl http://127.0.0.1:$http_port/replicas
+  curl http://127.0.0.1:9101/metrics          # publisher 1 (tally_publisher_leader)
+  mosquitto_sub -h 127.0.0.1 -p $watch_port -u watcher -P "\$(cat $secrets/mqtt-watcher.txt)" -t total_count
 
 Logs: $run/*.log    Ctrl-C stops everything.
 INFO
