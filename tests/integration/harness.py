@@ -16,6 +16,8 @@ import time
 import unittest
 
 REPLICA = os.environ.get("TALLY_REPLICA", "")
+PUBLISHER = os.environ.get("TALLY_PUBLISHER", "")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SANITIZED = bool(os.environ.get("TALLY_SANITIZE"))
 # Sanitizer builds run several times slower: scale loads, not deadlines' meaning.
 LOAD_SCALE = 0.25 if SANITIZED else 1.0
@@ -179,8 +181,10 @@ class Broker(Proc):
     def publish(self, payload, topic="total_count"):
         subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-m", payload], check=True, timeout=10)
 
-    def publish_empty(self, topic="total_count"):
-        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-n"], check=True, timeout=10)
+    def publish_empty(self, topic="total_count", retain=False):
+        """An empty payload; with retain=True it clears the topic's retained message."""
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic, "-n"]
+                       + (["-r"] if retain else []), check=True, timeout=10)
 
 
 def retained(broker, topic, timeout=3):
@@ -189,6 +193,92 @@ def retained(broker, topic, timeout=3):
                         "-W", str(timeout), "--retained-only"] + list(getattr(broker, "auth", [])),
                        capture_output=True, text=True)
     return p.stdout.strip() if p.returncode == 0 and p.stdout else None
+
+
+class SecureBroker(Proc):
+    """mosquitto with the production configuration of broker-config/, rendered by
+    make-secrets.sh with known passwords: services port, watcher port, WebSocket port."""
+    PASSWORDS = {"MQTT_REPLICA_PASSWORD": "replica-pw", "MQTT_PUBLISHER_PASSWORD": "publisher-pw",
+                 "MQTT_WATCHER_PASSWORD": "watcher-pw", "REDIS_PASSWORD": "redis-pw"}
+
+    def __init__(self, workdir, port=None):
+        self.port, self.watch_port, self.ws_port = port or free_port(), free_port(), free_port()
+        self.conf_dir = os.path.join(workdir, "broker-%d" % self.port)
+        if not os.path.exists(os.path.join(self.conf_dir, "mosquitto.conf")):
+            subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), self.conf_dir, "--port",
+                            str(self.port), "--watch-port", str(self.watch_port), "--ws-port", str(self.ws_port)],
+                           check=True, env=dict(os.environ, **self.PASSWORDS), capture_output=True)
+            if os.geteuid() == 0:
+                with open(os.path.join(self.conf_dir, "mosquitto.conf"), "a") as f:
+                    f.write("user root\n")
+        self.auth = ["-u", "watcher", "-P", "watcher-pw"]
+        super().__init__("mosquitto-secure-%d" % self.port,
+                         ["mosquitto", "-c", os.path.join(self.conf_dir, "mosquitto.conf")], workdir)
+
+    def start(self):
+        super().start()
+        for port in (self.port, self.watch_port, self.ws_port):
+            wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
+                     what="mosquitto port %d" % port)
+        return self
+
+    def url(self):
+        return "tcp://127.0.0.1:%d" % self.port
+
+    def pub(self, topic, payload, port=None, user=None, password=None, client_id=None, retain=False):
+        """mosquitto_pub; returns its exit code (non-zero: refused)."""
+        argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port or self.port), "-t", topic, "-m", payload,
+                "-q", "1"]
+        if user:
+            argv += ["-u", user, "-P", password]
+        if client_id:
+            argv += ["-i", client_id]
+        if retain:
+            argv += ["-r"]
+        return subprocess.run(argv, capture_output=True, timeout=10).returncode
+
+    def watch(self, topic, count=1, timeout=3, user="watcher", password="watcher-pw", port=None):
+        """mosquitto_sub on the watcher port: (exit code, payload lines)."""
+        argv = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port or self.watch_port), "-t", topic, "-C",
+                str(count), "-W", str(timeout)]
+        if user:
+            argv += ["-u", user, "-P", password]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)
+        return p.returncode, p.stdout.splitlines()
+
+
+class Publisher(Proc):
+    def __init__(self, workdir, redis, broker, instance, extra_env=None):
+        self.http_port = free_port()
+        self.instance = instance
+        env = {"INSTANCE_ID": instance, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(self.http_port),
+               "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "MQTT_URL": broker.url(),
+               "PUBLISH_INTERVAL_MS": "100", "HEARTBEAT_MS": "500", "LEASE_TTL_MS": "1500", "LOG_LEVEL": "info"}
+        env.update(extra_env or {})
+        super().__init__("publisher-%s" % instance, [PUBLISHER], workdir, env)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: self.get("/readyz")[0] == 200, what="%s to be ready" % self.name)
+        return self
+
+    def get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=5)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+
+    def metric(self, name):
+        for line in self.get("/metrics")[1].splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+    def leading(self):
+        return self.metric("tally_publisher_leader") == 1
 
 
 class Watcher:
@@ -353,10 +443,10 @@ class ClusterTest(unittest.TestCase):
         failed = False
         for p in reversed(self.procs):
             rc = p.stop()
-            if isinstance(p, Replica) and rc not in (0, None, -9) and p.p.returncode != -signal.SIGKILL:
+            if isinstance(p, (Replica, Publisher)) and rc not in (0, None, -9) and p.p.returncode != -signal.SIGKILL:
                 failed = True
                 print("\n--- %s exited %s; its log:\n%s" % (p.name, rc, p.output()))
-            if isinstance(p, Replica) and SANITIZED and ("ERROR: AddressSanitizer" in p.output()
+            if isinstance(p, (Replica, Publisher)) and SANITIZED and ("ERROR: AddressSanitizer" in p.output()
                                                          or "WARNING: ThreadSanitizer" in p.output()
                                                          or "runtime error:" in p.output()):
                 failed = True
@@ -374,6 +464,9 @@ class ClusterTest(unittest.TestCase):
 
     def broker(self, **kw):
         return self.add(Broker(self.dir, **kw)).start()
+
+    def publisher(self, redis, broker, instance, **kw):
+        return self.add(Publisher(self.dir, redis, broker, instance, **kw)).start()
 
     def replica(self, redis, broker, instance="r1", ready=True, **kw):
         return self.add(Replica(self.dir, redis, broker, instance, **kw)).start(ready=ready)

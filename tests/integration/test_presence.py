@@ -76,7 +76,7 @@ class PresenceTest(ClusterTest):
         # A valid one is taken, and clearing the retained status forgets it.
         self.b.publish('{"id":"x","host":"x:1","state":"online","served":5}', topic="replicas/x/status")
         wait_for(lambda: "x" in [x["id"] for x in json.loads(rep.get("/replicas")[1])["replicas"]], what="x listed")
-        self.b.publish_empty(topic="replicas/x/status")
+        self.b.publish_empty(topic="replicas/x/status", retain=True)
         wait_for(lambda: [x["id"] for x in json.loads(rep.get("/replicas")[1])["replicas"]] == ["judge"],
                  what="x forgotten")
         self.assertEqual(rep.get("/healthz")[0], 200)
