@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Broker container start: render the configuration and password files from the secrets
+# (MQTT_*_PASSWORD_FILE, default /run/secrets/mqtt_<account>_password), then run
+# mosquitto, which drops to the mosquitto user by itself.
+set -euo pipefail
+export MQTT_REPLICA_PASSWORD_FILE=${MQTT_REPLICA_PASSWORD_FILE:-/run/secrets/mqtt_replica_password}
+export MQTT_PUBLISHER_PASSWORD_FILE=${MQTT_PUBLISHER_PASSWORD_FILE:-/run/secrets/mqtt_publisher_password}
+export MQTT_WATCHER_PASSWORD_FILE=${MQTT_WATCHER_PASSWORD_FILE:-/run/secrets/mqtt_watcher_password}
+for f in "$MQTT_REPLICA_PASSWORD_FILE" "$MQTT_PUBLISHER_PASSWORD_FILE" "$MQTT_WATCHER_PASSWORD_FILE"; do
+  [ -r "$f" ] || { echo "broker: missing secret $f" >&2; exit 2; }
+done
+/usr/share/tally-broker/make-secrets.sh /mosquitto/config --bind 0.0.0.0 --data /mosquitto/data \
+  --port 1883 --watch-port 1884 --ws-port 9001
+rm -rf /mosquitto/config/secrets /mosquitto/config/redis-auth.conf
+chown -R mosquitto:mosquitto /mosquitto
+exec mosquitto -c /mosquitto/config/mosquitto.conf

@@ -1,0 +1,17 @@
+# Redis for tally: broker-config/redis.conf (AOF on), the password from a Docker secret,
+# data on the /data volume, running as the redis user.
+#   docker build -f broker-config/redis.Dockerfile -t tally/redis .
+ARG BASE=debian:bookworm-slim
+FROM ${BASE}
+RUN apt-get update -q \
+ && apt-get install -y -q --no-install-recommends redis-server redis-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /data && chown redis:redis /data
+COPY broker-config/redis.conf /etc/tally/redis.conf
+COPY broker-config/redis-entrypoint.sh /usr/local/bin/redis-entrypoint.sh
+USER redis
+VOLUME /data
+EXPOSE 6379
+HEALTHCHECK --interval=5s --timeout=2s --retries=3 \
+  CMD REDISCLI_AUTH="$(cat "${REDIS_PASSWORD_FILE:-/run/secrets/redis_password}")" redis-cli ping | grep -q PONG
+ENTRYPOINT ["/usr/local/bin/redis-entrypoint.sh"]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds tally's images: <prefix>/replica, /publisher, /broker, /redis, /lb, all :<tag>.
+#   TALLY_IMAGE_PREFIX (default tally)  TALLY_TAG (default latest)
+# Makes the base image first if it cannot be pulled (scripts/docker-base-image.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${TALLY_IMAGE_PREFIX:-tally}
+tag=${TALLY_TAG:-latest}
+"$root/scripts/docker-base-image.sh" debian:bookworm-slim
+build() { # build <name> <dockerfile>
+  echo "docker-build.sh: $prefix/$1:$tag"
+  docker build -q -f "$root/$2" -t "$prefix/$1:$tag" "$root" >/dev/null
+}
+build replica replica/Dockerfile
+build publisher publisher/Dockerfile
+build broker broker-config/Dockerfile
+build redis broker-config/redis.Dockerfile
+build lb docker/lb.Dockerfile

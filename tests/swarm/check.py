@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Checks a deployed tally stack through its load balancer, under a bounded load:
+counting and spreading, scale 3 -> 6 -> 2, a replica task killed, the Redis task killed,
+then the Jepsen counter rule, the total kept across the Redis restart, /replicas, and an
+outside watcher on MQTT. Exit code 0 only if everything held."""
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import TEXT_RE, _read_response, wait_for  # noqa: E402
+
+args = None
+
+
+def docker(*a, check=True):
+    return subprocess.run(["docker"] + list(a), capture_output=True, text=True, check=check).stdout.strip()
+
+
+def service(name):
+    return "%s_%s" % (args.stack, name)
+
+
+def running_tasks(name):
+    out = docker("service", "ps", service(name), "--filter", "desired-state=running", "--format",
+                 "{{.CurrentState}}")
+    return sum(1 for line in out.splitlines() if line.startswith("Running"))
+
+
+def containers(name):
+    return docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=" + service(name)).split()
+
+
+def redis_total():
+    cid = containers("redis")[0]
+    out = docker("exec", cid, "sh", "-c",
+                 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" redis-cli --no-auth-warning GET total_count')
+    return int(out) if out else 0
+
+
+# Counted requests sent outside the load (readiness wait, spreading check), for the
+# Jepsen bounds: attempted, and acknowledged (answered 200).
+outside = {"attempted": 0, "acked": 0}
+
+
+def replicas():
+    """GET /replicas through the LB; [] while the LB has no ready replica (its own 503)."""
+    st, body = lb_get("/replicas")
+    return json.loads(body)["replicas"] if st == 200 else []
+
+
+def lb_get(path, timeout=5):
+    if path == "/":
+        outside["attempted"] += 1
+    c = http.client.HTTPConnection("127.0.0.1", args.http_port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        if path == "/" and r.status == 200:
+            outside["acked"] += 1
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+class Load:
+    """Bounded load through the LB: `threads` keep-alive clients, each stopping at `limit`
+    requests or when stopped. Every request sent counts as attempted; only a 200 with a
+    well-formed body counts as acknowledged."""
+
+    def __init__(self, threads=4, limit=40000):
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.attempted = 0
+        self.acked = []  # (instance, n, m)
+        self.statuses = {}
+        self.errors = 0
+        self.limit = limit
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        req = b"GET / HTTP/1.1\r\nHost: tally\r\n\r\n"
+        s = f = None
+        sent = 0
+        while not self.stop.is_set() and sent < self.limit:
+            try:
+                if s is None:
+                    s = socket.create_connection(("127.0.0.1", args.http_port), timeout=10)
+                    f = s.makefile("rb")
+                with self.lock:
+                    self.attempted += 1
+                sent += 1
+                s.sendall(req)
+                status, body = _read_response(f)
+                with self.lock:
+                    self.statuses[status] = self.statuses.get(status, 0) + 1
+                    if status == 200:
+                        mt = TEXT_RE.match(body)
+                        self.acked.append((mt["instance"], int(mt["n"]), int(mt["m"])))
+                if status != 200:
+                    time.sleep(0.01)
+            except (OSError, ConnectionError, ValueError, IndexError):
+                with self.lock:
+                    self.errors += 1
+                if s is not None:
+                    s.close()
+                s = f = None
+                time.sleep(0.05)
+        if s is not None:
+            s.close()
+
+    def acked_count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def step(msg, t0=[time.monotonic()]):
+    print("swarm-e2e: [%5.1f s] %s" % (time.monotonic() - t0[0], msg), flush=True)
+
+
+def main():
+    global args
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stack", required=True)
+    ap.add_argument("--http-port", type=int, required=True)
+    ap.add_argument("--watch-port", type=int, required=True)
+    ap.add_argument("--watcher-password-file", required=True)
+    args = ap.parse_args()
+
+    wait_for(lambda: lb_get("/")[0] == 200, timeout=300, interval=1, what="the stack to answer through the LB")
+    step("stack answers through the load balancer")
+    instances = set()
+    for _ in range(40):
+        st, body = lb_get("/")
+        assert st == 200, (st, body)
+        mt = TEXT_RE.match(body)
+        assert mt, body
+        instances.add(mt["instance"])
+    assert len(instances) >= 2, "the LB spread requests over several instances: %r" % instances
+    assert all(re.match(r"^%s-\d+:8080$" % re.escape(service("replica")), i) for i in instances), instances
+    step("answers name %d instances: %s" % (len(instances), ", ".join(sorted(instances))))
+
+    load = Load()
+    wait_for(lambda: load.acked_count() > 200, timeout=60, what="the load to run")
+
+    docker("service", "scale", "-d", service("replica") + "=6")
+    wait_for(lambda: running_tasks("replica") == 6, timeout=180, interval=1, what="6 replica tasks")
+
+    def online():
+        return {x["id"] for x in replicas() if x["state"] == "online"}
+
+    wait_for(lambda: len(online()) >= 6, timeout=120, interval=1, what="6 replicas online in /replicas")
+    step("scaled to 6: %s" % ", ".join(sorted(online())))
+    docker("service", "scale", "-d", service("replica") + "=2")
+    wait_for(lambda: running_tasks("replica") == 2 and len(containers("replica")) == 2, timeout=180, interval=1,
+             what="2 replica tasks")
+    wait_for(lambda: len(online()) == 2, timeout=60, interval=1, what="/replicas to show 4 gone offline")
+    step("scaled to 2; load goes on (%d acknowledged so far)" % load.acked_count())
+
+    victim = containers("replica")[0]
+    docker("kill", victim)
+    wait_for(lambda: victim not in containers("replica") and running_tasks("replica") == 2, timeout=120,
+             interval=1, what="swarm to replace the killed replica")
+    step("killed replica container %s; replaced" % victim[:12])
+
+    before_redis_kill = load.acked_count()
+    acked_before = [m for (_, _, m) in load.acked]
+    redis_cid = containers("redis")[0]
+    docker("kill", redis_cid)
+    step("killed the Redis container %s (%d acknowledged before)" % (redis_cid[:12], before_redis_kill))
+    wait_for(lambda: containers("redis") and containers("redis")[0] != redis_cid, timeout=120, interval=1,
+             what="swarm to restart Redis")
+    wait_for(lambda: load.acked_count() > before_redis_kill + 200, timeout=120, interval=0.5,
+             what="counting to resume after the Redis restart")
+    step("Redis restarted from its AOF volume; counting resumed")
+
+    load.finish()
+    total = redis_total()
+    acked = len(load.acked)
+    ms = [m for (_, _, m) in load.acked]
+    figures = ("requests attempted %d, acknowledged %d, other statuses %r, connection errors %d, Redis total %d"
+               % (load.attempted, acked, {k: v for k, v in load.statuses.items() if k != 200}, load.errors, total))
+    step(figures)
+    assert len(set(ms)) == len(ms), "every acknowledged M is unique"
+    lo, hi = acked + outside["acked"], load.attempted + outside["attempted"]
+    assert lo <= total, "Jepsen: no acknowledged increment lost (acked %d > total %d)" % (lo, total)
+    assert total <= hi, "Jepsen: nothing counted that was not attempted (total %d > attempted %d)" % (total, hi)
+    step("Jepsen counter rule holds: acknowledged %d <= Redis total %d <= attempted %d" % (lo, total, hi))
+    assert max(acked_before, default=0) <= total, "the total survived the Redis restart"
+    assert max(ms) <= total
+
+    rows = wait_for(lambda: [r for r in [replicas()] if len({x["id"] for x in r}) >= 6
+                             and len([x for x in r if x["state"] == "online"]) == 2],
+                    timeout=60, interval=1, what="/replicas to list every instance, 2 online")[0]
+    ids = {x["id"] for x in rows}
+    step("/replicas lists %d instances, 2 online; served: %s" % (
+        len(ids), ", ".join("%s=%d" % (x["id"].rsplit("-", 1)[1], x["served"]) for x in sorted(rows, key=lambda r: r["id"]))))
+
+    with open(args.watcher_password_file) as f:
+        pw = f.read().strip()
+
+    def watched():
+        p = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(args.watch_port), "-u", "watcher", "-P",
+                            pw, "-t", "total_count", "-C", "1", "-W", "5"], capture_output=True, text=True)
+        return int(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip().isdigit() else None
+
+    wait_for(lambda: watched() == redis_total(), timeout=60, interval=1,
+             what="an outside watcher to read the total on MQTT")
+    step("an outside mosquitto_sub (watcher account) reads total_count = %d" % total)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Swarm end-to-end test: a real single-node Docker Swarm on this machine.
+# Installs Debian's docker.io if no engine is there, starts dockerd if none runs, makes
+# this node a swarm manager if it is not one, builds the images, validates stack.yml and
+# docker-compose.yml, deploys the stack, runs tests/swarm/check.py through the load
+# balancer, and removes everything it created at the end, even on failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+export PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+stack=${TALLY_STACK:-tallye2e}
+work=$(mktemp -d /tmp/tally-swarm.XXXXXX)
+started_dockerd="" joined_swarm=""
+log() { echo "swarm-e2e: $*"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  log "cleaning up"
+  if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
+    if [ $rc -ne 0 ]; then
+      for s in $(docker stack services -q "$stack" 2>/dev/null); do
+        docker service ps --no-trunc "$s" 2>/dev/null | head -5
+        docker service logs --tail 20 "$s" 2>&1 | tail -20
+      done
+    fi
+    docker stack rm "$stack" >/dev/null
+    for _ in $(seq 1 60); do
+      [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ] &&
+        [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ] && break
+      sleep 1
+    done
+  fi
+  docker volume rm -f "${stack}_redis-data" "${stack}_broker-data" >/dev/null 2>&1
+  [ -n "$joined_swarm" ] && docker swarm leave --force >/dev/null 2>&1
+  if [ -n "$started_dockerd" ]; then kill "$started_dockerd" 2>/dev/null; wait "$started_dockerd" 2>/dev/null; fi
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+
+t0=$SECONDS
+if ! command -v dockerd >/dev/null; then
+  log "installing docker.io and docker-compose"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null && apt-get install -y -q docker.io docker-compose >/dev/null
+fi
+command -v docker-compose >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  dockerd >"$work/dockerd.log" 2>&1 &
+  started_dockerd=$!
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { cat "$work/dockerd.log"; log "dockerd did not start"; exit 1; }
+fi
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != "active" ]; then
+  addr=$(hostname -I | awk '{print $1}')
+  log "docker swarm init --advertise-addr $addr"
+  docker swarm init --advertise-addr "$addr" >/dev/null
+  joined_swarm=1
+fi
+
+export TALLY_IMAGE_PREFIX=tally TALLY_TAG=e2e TALLY_SECRETS_DIR="$work/broker"
+export TALLY_HTTP_PORT=$(free_port) TALLY_WATCH_PORT=$(free_port) TALLY_WS_PORT=$(free_port) TALLY_STATS_PORT=$(free_port)
+log "building images ($TALLY_IMAGE_PREFIX/*:$TALLY_TAG)"
+t1=$SECONDS
+"$root/scripts/docker-build.sh"
+log "images built in $((SECONDS - t1)) s"
+"$root/broker-config/make-secrets.sh" "$work/broker" >/dev/null
+
+log "validating stack.yml and docker-compose.yml"
+if docker stack config --help 2>&1 | grep -q "stack config"; then
+  docker stack config -c "$root/stack.yml" >/dev/null
+else # Docker < 25 has no "stack config"; the compose parser checks the same file format
+  docker-compose -f "$root/stack.yml" config -q
+fi
+docker-compose -f "$root/docker-compose.yml" config -q
+
+log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers :$TALLY_WATCH_PORT)"
+docker stack deploy -c "$root/stack.yml" "$stack" >/dev/null
+python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
+  --watch-port "$TALLY_WATCH_PORT" --watcher-password-file "$work/broker/secrets/mqtt-watcher.txt"
+log "passed in $((SECONDS - t0)) s"
+echo "1 passed, 0 failed"
