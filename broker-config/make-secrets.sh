@@ -2,7 +2,10 @@
 # Renders the production broker configuration and the credentials into OUTDIR:
 #   OUTDIR/mosquitto.conf, passwd-services, passwd-watchers, acl-services, acl-watchers
 #   OUTDIR/redis-auth.conf             (requirepass, to include after redis.conf)
-#   OUTDIR/secrets/<name>.txt          (one password per file, mode 600, for *_FILE)
+#   OUTDIR/secrets/<name>.txt          (one password per file, for *_FILE; the folder is
+#                                       mode 700, the files 644 so that docker-compose, which
+#                                       bind-mounts them as they are, lets non-root containers
+#                                       read them)
 # Passwords come from the environment (REDIS_PASSWORD, MQTT_REPLICA_PASSWORD,
 # MQTT_PUBLISHER_PASSWORD, MQTT_WATCHER_PASSWORD, or the same names with _FILE), else
 # from OUTDIR/secrets/ if a previous run made them, else they are generated at random.
@@ -29,6 +32,7 @@ out=$(cd "$out" && pwd)
 data=${data:-$out/data}
 conf_dir=${conf_dir:-$out}
 mkdir -p "$data"
+chmod 700 "$out/secrets"
 umask 077
 
 # secret NAME VAR: the password for NAME, from $VAR, ${VAR}_FILE, a kept file, or random.
@@ -41,6 +45,7 @@ secret() {
   fi
   case "$value" in *:*|*[[:space:]]*|"") echo "make-secrets.sh: $var must be non-empty, without ':' or spaces" >&2; exit 2 ;; esac
   printf '%s' "$value" >"$out/secrets/$name.txt"
+  chmod 644 "$out/secrets/$name.txt"
   printf '%s' "$value"
 }
 

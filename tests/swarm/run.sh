@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 stack=${TALLY_STACK:-tallye2e}
 work=$(mktemp -d /tmp/tally-swarm.XXXXXX)
-started_dockerd="" joined_swarm=""
+started_dockerd="" joined_swarm="" compose_up=""
 log() { echo "swarm-e2e: $*"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -33,6 +33,7 @@ cleanup() {
     done
   fi
   docker volume rm -f "${stack}_redis-data" "${stack}_broker-data" >/dev/null 2>&1
+  [ -n "$compose_up" ] && docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
   [ -n "$joined_swarm" ] && docker swarm leave --force >/dev/null 2>&1
   if [ -n "$started_dockerd" ]; then kill "$started_dockerd" 2>/dev/null; wait "$started_dockerd" 2>/dev/null; fi
   rm -rf "$work"
@@ -76,6 +77,24 @@ else # Docker < 25 has no "stack config"; the compose parser checks the same fil
   docker-compose -f "$root/stack.yml" config -q
 fi
 docker-compose -f "$root/docker-compose.yml" config -q
+
+# docker-compose.yml on this host: up, three instances answer through HAProxy, down.
+log "docker-compose up (project ${stack}c)"
+compose_up=1
+docker-compose -p "${stack}c" -f "$root/docker-compose.yml" up -d >"$work/compose.log" 2>&1 ||
+  { cat "$work/compose.log"; exit 1; }
+seen=""
+for _ in $(seq 1 240); do
+  body=$(curl -s "http://127.0.0.1:$TALLY_HTTP_PORT/" || true)
+  inst=$(printf '%s' "$body" | sed -n 's/^You are talking to instance \(.*\)\.$/\1/p')
+  [ -n "$inst" ] && case " $seen " in *" $inst "*) ;; *) seen="$seen $inst" ;; esac
+  [ "$(echo $seen | wc -w)" -ge 3 ] && break
+  sleep 0.5
+done
+[ "$(echo $seen | wc -w)" -ge 3 ] || { docker-compose -p "${stack}c" -f "$root/docker-compose.yml" ps; log "compose: expected 3 instances, saw:$seen"; exit 1; }
+log "compose: counting through HAProxy, instances:$seen"
+docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
+compose_up=""
 
 log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers :$TALLY_WATCH_PORT)"
 docker stack deploy -c "$root/stack.yml" "$stack" >/dev/null
