@@ -21,8 +21,8 @@ static void skip_ws(struct reader *r)
         r->p++;
 }
 
-/* Reads a JSON string into out (cap bytes, NUL-terminated). Escapes: \" \\ \/ \b \f \n \r \t
- * and \u00XX for ASCII; anything else is rejected. */
+/* Reads a JSON string into out (cap bytes, NUL-terminated). Escapes: \" \\ \/ and \u00XX for
+ * printable ASCII; control characters, raw or escaped, and anything else are rejected. */
 static int read_string(struct reader *r, char *out, size_t cap)
 {
     size_t n = 0;
@@ -69,7 +69,7 @@ static int read_string(struct reader *r, char *out, size_t cap)
                                             : h >= 'A' && h <= 'F' ? h - 'A' + 10
                                                                    : 99);
                 }
-                if (v > 0x7f || v == 0)
+                if (v > 0x7f)
                     return TALLY_ERR;
                 c = (unsigned char)v;
                 r->p += 4;
@@ -79,6 +79,11 @@ static int read_string(struct reader *r, char *out, size_t cap)
                 return TALLY_ERR;
             }
         }
+        /* Control characters (even escaped) have no place in an id, host or version, and
+         * refusing them bounds what re-escaping can grow to, so every accepted status can
+         * be printed again by tally_status_format. */
+        if (c < 0x20)
+            return TALLY_ERR;
         if (n + 1 >= cap)
             return TALLY_ERR;
         out[n++] = (char)c;

@@ -67,6 +67,9 @@ Test(status, rejects_garbage)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(parse(bad[i], &s), TALLY_ERR, "accepted %s", bad[i]);
     cr_assert_eq(tally_status_parse(NULL, 0, &s), TALLY_ERR);
+    cr_assert_eq(parse("{\"id\":\"a\",\"host\":\"h\\r\",\"state\":\"online\"}", &s), TALLY_ERR,
+                 "escaped control characters are refused (found by fuzz/fuzz_status.c)");
+    cr_assert_eq(parse("{\"id\":\"a\",\"host\":\"h\\u0007\",\"state\":\"online\"}", &s), TALLY_ERR);
     char *huge = malloc(4000);
     memset(huge, ' ', 3999);
     huge[3999] = '\0';
