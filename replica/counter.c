@@ -1,20 +1,67 @@
-/* The group commit: every counted request of one loop pass rides on one INCRBY.
+/* The group commit: every counted request of one loop pass rides on one increment.
  *
  * counter_submit() parks a request in the worker's open batch. At the end of the loop
- * pass (uv_check) counter_flush() sends "INCRBY total_count n" pipelined on the worker's
- * one Redis connection and moves the batch to the in-flight FIFO. Redis answers T, the
- * total after the batch; the batch owns the totals T-n+1 .. T and hands them out in
- * arrival order, so every counted request gets its own M. Replies come back in the order
- * the commands were sent, so the FIFO's head is always the batch being answered.
+ * pass (uv_check) counter_flush() sends the batch (BATCH_SCRIPT below: INCRBY total_count n)
+ * pipelined on the worker's one Redis connection and moves it to the in-flight FIFO. Redis
+ * answers T, the total after the batch; the batch owns the totals T-n+1 .. T and hands them
+ * out in arrival order, so every counted request gets its own M. Replies come back in the
+ * order the commands were sent, so the FIFO's head is always the batch being answered.
  *
- * If the connection fails, hiredis answers every command in flight with NULL: those
- * requests get 503, since nobody can tell whether their increment was applied (the Jepsen
- * counter rule allows that: attempted, not acknowledged). */
+ * Exactly once across reconnects: if the connection fails, hiredis answers every command
+ * in flight with NULL, and nobody can tell whether those increments were applied. So each
+ * batch carries a sequence number, and the script records "seq:total" in a small ring (a
+ * hash per worker and process life) atomically with its INCRBY. Lost batches wait in the
+ * retry FIFO and are sent again, in order, with the same numbers once Redis is back: a
+ * batch that was applied gets its recorded total back instead of a second increment, so
+ * its requests still get their real totals. A batch still unanswered REDIS_TIMEOUT_MS
+ * after its first send gets 503 (attempted, not acknowledged: the Jepsen counter rule). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "replica.h"
+
+/* KEYS[1] total_count, KEYS[2] the worker's ring; ARGV: seq, n, ring size, ring TTL (ms).
+ * Totals pass through Lua numbers: exact up to 2^53. */
+static const char batch_script[] =
+    "local seq = ARGV[1] "
+    "local slot = tostring(tonumber(seq) % tonumber(ARGV[3])) "
+    "local prev = redis.call('HGET', KEYS[2], slot) "
+    "if prev then "
+    "  local sep = string.find(prev, ':', 1, true) "
+    "  if sep and string.sub(prev, 1, sep - 1) == seq then return tonumber(string.sub(prev, sep + 1)) end "
+    "end "
+    "local total = redis.call('INCRBY', KEYS[1], ARGV[2]) "
+    "redis.call('HSET', KEYS[2], slot, seq .. ':' .. total) "
+    "redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
+    "return total";
+
+/* The ring must outlast any batch that can still be retried: far more slots than batches in
+ * flight, and an hour (a retry never waits longer than REDIS_TIMEOUT_MS). */
+#define RING_SLOTS 4096
+#define RING_TTL_MS 3600000
+
+static void fifo_push(struct batch **head, struct batch **tail, struct batch *b)
+{
+    b->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = b;
+    else
+        *head = b;
+    *tail = b;
+}
+
+static struct batch *fifo_pop(struct batch **head, struct batch **tail)
+{
+    struct batch *b = *head;
+    if (b != NULL) {
+        *head = b->next;
+        if (*head == NULL)
+            *tail = NULL;
+        b->next = NULL;
+    }
+    return b;
+}
 
 static void on_req_dispose(void *obj)
 {
@@ -67,7 +114,28 @@ static void batch_fail(struct worker *w, struct batch *b, const char *message)
     b->n = 0;
 }
 
-static void on_incrby(redisAsyncContext *ac, void *r, void *privdata)
+static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Queues @p b on the connection (first send or retry). Returns TALLY_ERR if it cannot. */
+static int send_batch(struct worker *w, struct batch *b)
+{
+    if (!w->redis_seeded || w->redis.ac == NULL)
+        return TALLY_ERR;
+    if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVAL %s 2 %s %s %llu %llu %d %d", batch_script,
+                          REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq, (unsigned long long)b->n,
+                          RING_SLOTS, RING_TTL_MS) != REDIS_OK)
+        return TALLY_ERR;
+    b->sent_ms = tally_now_ms();
+    fifo_push(&w->inflight_head, &w->inflight_tail, b);
+    return TALLY_OK;
+}
+
+static int expired(const struct batch *b, int64_t now_ms)
+{
+    return now_ms - b->first_sent_ms >= g_replica.cfg.redis_timeout_ms;
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct batch *b = privdata;
     struct worker *w = b->worker;
@@ -76,19 +144,23 @@ static void on_incrby(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
 
     /* Replies arrive in send order: this batch is the FIFO head. */
-    w->inflight_head = b->next;
-    if (w->inflight_head == NULL)
-        w->inflight_tail = NULL;
+    fifo_pop(&w->inflight_head, &w->inflight_tail);
 
+    if (reply == NULL && !expired(b, tally_now_ms()) && !atomic_load(&g_replica.stopping)) {
+        /* Lost with the connection, applied or not: send it again once Redis is back. */
+        fifo_push(&w->retry_head, &w->retry_tail, b);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
         tally_batch_first(reply->integer, b->n, &first) != TALLY_OK) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-            tally_error("redis: INCRBY failed: %s", reply->str);
+            tally_error("redis: the increment failed: %s", reply->str);
         else if (reply != NULL)
-            tally_error("redis: INCRBY answered something that is not a total for %zu requests", b->n);
+            tally_error("redis: the increment answered something that is not a total for %zu requests", b->n);
         batch_fail(w, b,
-                   reply == NULL ? "the connection to Redis was lost; the request was not counted"
+                   reply == NULL ? "the connection to Redis was lost and did not come back in time; the request "
+                                   "may or may not have been counted"
                                  : "Redis refused the increment");
         batch_release(w, b);
         return;
@@ -117,25 +189,52 @@ static void send_open_batch(struct worker *w)
     if (b == NULL || b->n == 0)
         return;
     w->open = NULL;
-    if (w->redis.state != TALLY_REDIS_UP || w->redis.ac == NULL ||
-        redisAsyncCommand(w->redis.ac, on_incrby, b, "INCRBY " REPLICA_REDIS_KEY " %llu",
-                          (unsigned long long)b->n) != REDIS_OK) {
+    b->seq = w->next_seq++;
+    b->first_sent_ms = tally_now_ms();
+    if (send_batch(w, b) != TALLY_OK) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
         batch_fail(w, b, "Redis is not reachable; the request was not counted");
         batch_release(w, b);
         return;
     }
-    b->sent_ms = tally_now_ms();
     atomic_fetch_add_explicit(&g_replica.stats.redis_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&g_replica.stats.redis_batched, b->n, memory_order_relaxed);
-    if (w->inflight_tail != NULL)
-        w->inflight_tail->next = b;
-    else
-        w->inflight_head = b;
-    w->inflight_tail = b;
     /* On the wire in this pass, not the next. A failed write answers the batch (NULL reply)
      * from inside this call, so it must already be in the FIFO. */
     tally_redis_uv_flush(w->redis.ac);
+}
+
+/* Redis is back and seeded: resend what the last connection lost, oldest first, before
+ * anything new. */
+static void resend_lost(struct worker *w)
+{
+    int64_t now = tally_now_ms();
+    struct batch *b;
+    int sent = 0;
+    while ((b = fifo_pop(&w->retry_head, &w->retry_tail)) != NULL) {
+        if (expired(b, now) || send_batch(w, b) != TALLY_OK) {
+            atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
+            batch_fail(w, b, "the connection to Redis was lost and did not come back in time; the request may "
+                             "or may not have been counted");
+            batch_release(w, b);
+            continue;
+        }
+        atomic_fetch_add_explicit(&g_replica.stats.redis_retries, 1, memory_order_relaxed);
+        sent++;
+    }
+    if (sent > 0) {
+        tally_info("redis: resent %d batch%s lost with the connection", sent, sent == 1 ? "" : "es");
+        tally_redis_uv_flush(w->redis.ac);
+    }
+}
+
+void counter_fail_waiting(struct worker *w)
+{
+    struct batch *b;
+    while ((b = fifo_pop(&w->retry_head, &w->retry_tail)) != NULL) {
+        batch_fail(w, b, "the replica is stopping; the request may or may not have been counted");
+        batch_release(w, b);
+    }
 }
 
 void counter_submit(struct worker *w, h2o_req_t *req, int json)
@@ -201,6 +300,14 @@ void counter_flush(struct worker *w)
 
 void counter_check_deadline(struct worker *w, int64_t now_ms)
 {
+    /* Lost batches whose time ran out while Redis stayed away. */
+    while (w->retry_head != NULL && expired(w->retry_head, now_ms)) {
+        struct batch *b = fifo_pop(&w->retry_head, &w->retry_tail);
+        atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
+        batch_fail(w, b, "the connection to Redis was lost and did not come back in time; the request may or may "
+                         "not have been counted");
+        batch_release(w, b);
+    }
     struct batch *head = w->inflight_head;
     if (head == NULL || now_ms - head->sent_ms <= g_replica.cfg.redis_timeout_ms)
         return;
@@ -231,6 +338,7 @@ static void on_seed(redisAsyncContext *ac, void *r, void *privdata)
         atomic_fetch_add(&g_replica.redis_ready, 1);
     }
     tally_debug("redis: seeded the cache with %llu", (unsigned long long)total);
+    resend_lost(w);
 }
 
 void counter_on_redis_up(tally_redis_link_t *link)
@@ -249,5 +357,6 @@ void counter_on_redis_down(tally_redis_link_t *link, const char *why)
         w->redis_seeded = 0;
         atomic_fetch_sub(&g_replica.redis_ready, 1);
     }
-    /* hiredis has already answered every command in flight with NULL: the FIFO is empty. */
+    /* hiredis has already answered every command in flight with NULL: the in-flight FIFO
+     * is empty and what may be retried waits in the retry FIFO. */
 }

@@ -55,6 +55,7 @@ struct replica_stats {
     atomic_ullong redis_timeouts; /* connections dropped because a reply took too long */
     atomic_ullong redis_batches;  /* INCRBY commands sent */
     atomic_ullong redis_batched;  /* requests carried by those commands */
+    atomic_ullong redis_retries;  /* batches sent again after a lost connection */
     atomic_ullong mqtt_dropped;   /* total_count payloads that were not a valid total */
     atomic_ullong mqtt_totals;    /* valid totals received */
     atomic_ullong status_dropped; /* replicas/+/status payloads that were not a valid status */
@@ -96,9 +97,11 @@ struct pending {
 
 /* The counted requests of one loop pass, group-committed with one INCRBY. */
 struct batch {
-    struct batch *next; /* in the worker's in-flight FIFO or free list */
+    struct batch *next; /* in the worker's in-flight FIFO, retry FIFO or free list */
     struct worker *worker;
-    int64_t sent_ms;
+    uint64_t seq;          /* the batch's id in the worker's dedup ring: retries reuse it */
+    int64_t first_sent_ms; /* its requests get 503 once this is REDIS_TIMEOUT_MS old */
+    int64_t sent_ms;       /* the latest send */
     size_t n;
     struct pending items[BATCH_MAX];
 };
@@ -120,6 +123,9 @@ struct worker {
 
     struct batch *open;                          /* collecting this pass; NULL when none */
     struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
+    struct batch *retry_head, *retry_tail;       /* lost with a connection, to resend in order */
+    uint64_t next_seq;
+    char dedup_key[200]; /* tally:batches:<instance>:<start ms>:<thread> */
     struct batch *free_batches;
     size_t waiting; /* counted requests not yet answered */
 
@@ -149,6 +155,8 @@ void counter_flush(struct worker *w);
 void counter_publish(struct worker *w);
 /** Fails batches whose reply is overdue by dropping the Redis connection. */
 void counter_check_deadline(struct worker *w, int64_t now_ms);
+/** Answers 503 to every batch waiting to be resent (at shutdown). */
+void counter_fail_waiting(struct worker *w);
 /** Redis link callbacks. */
 void counter_on_redis_up(tally_redis_link_t *link);
 void counter_on_redis_down(tally_redis_link_t *link, const char *why);

@@ -21,6 +21,7 @@ static void finish(struct worker *w)
     uv_timer_stop(&w->watchdog);
     uv_check_stop(&w->flush);
     tally_redis_link_stop(&w->redis);
+    counter_fail_waiting(w);
     uv_stop(&w->loop);
 }
 
@@ -103,6 +104,8 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
         uv_signal_start(&w->sigint, on_signal, SIGINT);
     }
 
+    snprintf(w->dedup_key, sizeof(w->dedup_key), "tally:batches:%s:%lld:%d", g_replica.cfg.instance_id,
+             (long long)g_replica.started_wall_ms, index);
     w->redis.loop = &w->loop;
     w->redis.host = g_replica.cfg.redis_host;
     w->redis.port = g_replica.cfg.redis_port;

@@ -166,3 +166,73 @@ class ShutdownTest(ClusterTest):
         self.assertEqual(rep.p.returncode, 0)
         self.assertEqual(r.total(), 5)
         self.assertIn("stopped after serving 5 counted requests", rep.output())
+
+
+class ExactlyOnceTest(ClusterTest):
+    """A connection lost with increments in flight: the batches are sent again with the same
+    ids; one that Redis had applied is not applied twice, and its requests get their real
+    totals (issue 5, point 1)."""
+
+    def setUp(self):
+        super().setUp()
+        from harness import FlakyProxy
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+        self.proxy = FlakyProxy(self.r.port)
+
+        class Via:
+            port = self.proxy.port
+
+        self.rep = self.replica(Via, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
+        self.assertEqual(self.rep.count(), (200, 1, 1))
+
+    def tearDown(self):
+        self.proxy.close()
+        super().tearDown()
+
+    def _five_in_flight(self):
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(self.rep.count())) for _ in range(5)]
+        for t in threads:
+            t.start()
+        return threads, results
+
+    def test_applied_but_reply_lost(self):
+        self.proxy.drop_replies.set()
+        threads, results = self._five_in_flight()
+        wait_for(lambda: self.r.total() == 6, what="Redis to apply the increments whose replies are lost")
+        self.proxy.drop_replies.clear()
+        self.proxy.cut()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(x[0] for x in results), [200] * 5, "the requests got their answers")
+        self.assertEqual(sorted(x[2] for x in results), [2, 3, 4, 5, 6], "their real totals")
+        self.assertEqual(self.r.total(), 6, "applied exactly once")
+        self.assertGreaterEqual(self.rep.metric("tally_redis_retried_batches_total"), 1)
+        self.assertEqual(self.rep.count()[2], 7)
+
+    def test_lost_before_redis_saw_it(self):
+        self.proxy.drop_requests.set()
+        threads, results = self._five_in_flight()
+        wait_for(lambda: self.rep.metric('tally_http_requests_total{route="count"}') == 6,
+                 what="5 requests in flight")
+        self.assertEqual(self.r.total(), 1, "nothing reached Redis")
+        self.proxy.drop_requests.clear()
+        self.proxy.cut()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(x[0] for x in results), [200] * 5)
+        self.assertEqual(sorted(x[2] for x in results), [2, 3, 4, 5, 6])
+        self.assertEqual(self.r.total(), 6, "applied once, on the resend")
+
+    def test_redis_away_too_long_gives_503(self):
+        self.proxy.drop_requests.set()
+        self.proxy.drop_replies.set()
+        threads, results = self._five_in_flight()
+        for t in threads:
+            t.join()  # REDIS_TIMEOUT_MS (5 s) after the first send
+        self.assertEqual(sorted(x[0] for x in results), [503] * 5)
+        self.proxy.drop_requests.clear()
+        self.proxy.drop_replies.clear()
+        self.proxy.cut()
+        wait_for(lambda: self.rep.count()[0] == 200, what="serving again")
