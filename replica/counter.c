@@ -122,8 +122,8 @@ static int send_batch(struct worker *w, struct batch *b)
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
     if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVAL %s 2 %s %s %llu %llu %d %d", batch_script,
-                          REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq, (unsigned long long)b->n,
-                          RING_SLOTS, RING_TTL_MS) != REDIS_OK)
+                          REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq,
+                          (unsigned long long)b->n, RING_SLOTS, RING_TTL_MS) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
     fifo_push(&w->inflight_head, &w->inflight_tail, b);
@@ -159,9 +159,10 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         else if (reply != NULL)
             tally_error("redis: the increment answered something that is not a total for %zu requests", b->n);
         batch_fail(w, b,
-                   reply == NULL ? "the connection to Redis was lost and did not come back in time; the request "
-                                   "may or may not have been counted"
-                                 : "Redis refused the increment");
+                   reply == NULL
+                       ? "the connection to Redis was lost and did not come back in time; the request "
+                         "may or may not have been counted"
+                       : "Redis refused the increment");
         batch_release(w, b);
         return;
     }
@@ -214,18 +215,19 @@ static void resend_lost(struct worker *w)
     while ((b = fifo_pop(&w->retry_head, &w->retry_tail)) != NULL) {
         if (expired(b, now) || send_batch(w, b) != TALLY_OK) {
             atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
-            batch_fail(w, b, "the connection to Redis was lost and did not come back in time; the request may "
-                             "or may not have been counted");
+            batch_fail(w, b,
+                       "the connection to Redis was lost and did not come back in time; the request may "
+                       "or may not have been counted");
             batch_release(w, b);
             continue;
         }
         atomic_fetch_add_explicit(&g_replica.stats.redis_retries, 1, memory_order_relaxed);
         sent++;
     }
-    if (sent > 0) {
+    /* No flush here: this runs inside a hiredis reply callback, where a failed write would
+     * free the context under hiredis's feet. The adapter writes at the end of this pass. */
+    if (sent > 0)
         tally_info("redis: resent %d batch%s lost with the connection", sent, sent == 1 ? "" : "es");
-        tally_redis_uv_flush(w->redis.ac);
-    }
 }
 
 void counter_fail_waiting(struct worker *w)
@@ -304,8 +306,9 @@ void counter_check_deadline(struct worker *w, int64_t now_ms)
     while (w->retry_head != NULL && expired(w->retry_head, now_ms)) {
         struct batch *b = fifo_pop(&w->retry_head, &w->retry_tail);
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
-        batch_fail(w, b, "the connection to Redis was lost and did not come back in time; the request may or may "
-                         "not have been counted");
+        batch_fail(w, b,
+                   "the connection to Redis was lost and did not come back in time; the request may or may "
+                   "not have been counted");
         batch_release(w, b);
     }
     struct batch *head = w->inflight_head;
