@@ -21,19 +21,23 @@
 #include "log.h"
 #include "replica.h"
 
-/* KEYS[1] total_count, KEYS[2] the worker's ring; ARGV: seq, n, ring size, ring TTL (ms).
- * Totals pass through Lua numbers: exact up to 2^53. */
+/* KEYS[1] total_count, KEYS[2] the worker's ring; ARGV: seq, n, ring size, ring TTL (ms),
+ * resend (1 if the batch was sent before). Only a resend can find its own record: a first
+ * send skips the lookup. The ring's expiry is refreshed every 256th batch. Totals pass
+ * through Lua numbers: exact up to 2^53. */
 static const char batch_script[] =
     "local seq = ARGV[1] "
     "local slot = tostring(tonumber(seq) % tonumber(ARGV[3])) "
-    "local prev = redis.call('HGET', KEYS[2], slot) "
-    "if prev then "
-    "  local sep = string.find(prev, ':', 1, true) "
-    "  if sep and string.sub(prev, 1, sep - 1) == seq then return tonumber(string.sub(prev, sep + 1)) end "
+    "if ARGV[5] == '1' then "
+    "  local prev = redis.call('HGET', KEYS[2], slot) "
+    "  if prev then "
+    "    local sep = string.find(prev, ':', 1, true) "
+    "    if sep and string.sub(prev, 1, sep - 1) == seq then return tonumber(string.sub(prev, sep + 1)) end "
+    "  end "
     "end "
     "local total = redis.call('INCRBY', KEYS[1], ARGV[2]) "
     "redis.call('HSET', KEYS[2], slot, seq .. ':' .. total) "
-    "redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
+    "if ARGV[5] == '1' or tonumber(seq) % 256 == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end "
     "return total";
 
 /* The ring must outlast any batch that can still be retried: far more slots than batches in
@@ -121,11 +125,12 @@ static int send_batch(struct worker *w, struct batch *b)
 {
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
-    if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVAL %s 2 %s %s %llu %llu %d %d", batch_script,
-                          REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq,
-                          (unsigned long long)b->n, RING_SLOTS, RING_TTL_MS) != REDIS_OK)
+    if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVALSHA %s 2 %s %s %llu %llu %d %d %d",
+                          w->script_sha, REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq,
+                          (unsigned long long)b->n, RING_SLOTS, RING_TTL_MS, b->sends > 0) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
+    b->sends++;
     fifo_push(&w->inflight_head, &w->inflight_tail, b);
     return TALLY_OK;
 }
@@ -146,9 +151,14 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
     /* Replies arrive in send order: this batch is the FIFO head. */
     fifo_pop(&w->inflight_head, &w->inflight_tail);
 
-    if (reply == NULL && !expired(b, tally_now_ms()) && !atomic_load(&g_replica.stopping)) {
-        /* Lost with the connection, applied or not: send it again once Redis is back. */
+    int noscript =
+        reply != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;
+    if ((reply == NULL || noscript) && !expired(b, tally_now_ms()) && !atomic_load(&g_replica.stopping)) {
+        /* Lost with the connection, applied or not: send it again once Redis is back. A
+         * script cache flushed under us (not applied): reconnect, which loads it again. */
         fifo_push(&w->retry_head, &w->retry_tail, b);
+        if (noscript)
+            tally_redis_link_drop(&w->redis, "the batch script vanished from Redis's script cache");
         return;
     }
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
@@ -191,6 +201,7 @@ static void send_open_batch(struct worker *w)
         return;
     w->open = NULL;
     b->seq = w->next_seq++;
+    b->sends = 0;
     b->first_sent_ms = tally_now_ms();
     if (send_batch(w, b) != TALLY_OK) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
@@ -335,6 +346,8 @@ static void on_seed(redisAsyncContext *ac, void *r, void *privdata)
         tally_redis_link_drop(&w->redis, "bad " REPLICA_REDIS_KEY);
         return;
     }
+    if (w->script_sha[0] == '\0')
+        return; /* the script did not load; the link is reconnecting */
     tally_cache_offer(&g_replica.cache, total, tally_now_ms());
     if (!w->redis_seeded) {
         w->redis_seeded = 1;
@@ -344,12 +357,33 @@ static void on_seed(redisAsyncContext *ac, void *r, void *privdata)
     resend_lost(w);
 }
 
+static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct worker *w = privdata;
+    redisReply *reply = r;
+    (void)ac;
+    if (reply == NULL)
+        return;
+    if (reply->type != REDIS_REPLY_STRING || reply->len >= sizeof(w->script_sha)) {
+        tally_error("redis: cannot load the batch script (%s)",
+                    reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+        tally_redis_link_drop(&w->redis, "SCRIPT LOAD failed");
+        return;
+    }
+    memcpy(w->script_sha, reply->str, reply->len);
+    w->script_sha[reply->len] = '\0';
+}
+
 void counter_on_redis_up(tally_redis_link_t *link)
 {
     struct worker *w = link->data;
-    /* Ready only once the cache holds the Redis total: a fresh process never knows less. */
-    if (redisAsyncCommand(link->ac, on_seed, w, "GET " REPLICA_REDIS_KEY) != REDIS_OK)
-        tally_redis_link_drop(link, "cannot send GET");
+    /* The script first (batches name it by SHA), then the seed: pipelined, answered in
+     * order, so the SHA is known before the worker counts again. Ready only once the cache
+     * holds the Redis total: a fresh process never knows less. */
+    w->script_sha[0] = '\0';
+    if (redisAsyncCommand(link->ac, on_script_loaded, w, "SCRIPT LOAD %s", batch_script) != REDIS_OK ||
+        redisAsyncCommand(link->ac, on_seed, w, "GET " REPLICA_REDIS_KEY) != REDIS_OK)
+        tally_redis_link_drop(link, "cannot send SCRIPT LOAD and GET");
 }
 
 void counter_on_redis_down(tally_redis_link_t *link, const char *why)

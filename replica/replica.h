@@ -102,6 +102,7 @@ struct batch {
     uint64_t seq;          /* the batch's id in the worker's dedup ring: retries reuse it */
     int64_t first_sent_ms; /* its requests get 503 once this is REDIS_TIMEOUT_MS old */
     int64_t sent_ms;       /* the latest send */
+    int sends;             /* how often it was sent: a resend must check the ring first */
     size_t n;
     struct pending items[BATCH_MAX];
 };
@@ -119,7 +120,8 @@ struct worker {
     uv_signal_t sigterm, sigint; /* worker 0 only */
 
     tally_redis_link_t redis;
-    int redis_seeded; /* GET total_count answered on the current connection */
+    int redis_seeded;    /* GET total_count answered on the current connection */
+    char script_sha[48]; /* SHA of the batch script, loaded on the current connection */
 
     struct batch *open;                          /* collecting this pass; NULL when none */
     struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */

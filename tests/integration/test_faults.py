@@ -236,3 +236,10 @@ class ExactlyOnceTest(ClusterTest):
         self.proxy.drop_replies.clear()
         self.proxy.cut()
         wait_for(lambda: self.rep.count()[0] == 200, what="serving again")
+
+    def test_script_cache_flushed_under_the_replica(self):
+        self.assertEqual(self.rep.count()[0:3:2], (200, 2))
+        self.r.command("SCRIPT", "FLUSH")
+        self.assertEqual(self.rep.count()[0:3:2], (200, 3), "reloaded and resent, counted once")
+        self.assertEqual(self.r.total(), 3)
+        self.assertGreaterEqual(self.rep.metric("tally_redis_retried_batches_total"), 1)
