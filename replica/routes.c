@@ -119,9 +119,10 @@ static void handle_metrics(h2o_req_t *req)
                       LOAD(s->redis_batches));
     tally_metrics_add(&m, "tally_redis_batched_requests_total", "counter",
                       "Counted requests carried by INCRBY commands.", LOAD(s->redis_batched));
-    tally_metrics_add(&m, "tally_redis_retried_batches_total", "counter",
-                      "Batches sent again, with the same id, after the connection that carried them was lost.",
-                      LOAD(s->redis_retries));
+    tally_metrics_add(
+        &m, "tally_redis_retried_batches_total", "counter",
+        "Batches sent again, with the same id, after the connection that carried them was lost.",
+        LOAD(s->redis_retries));
     tally_metrics_add(&m, "tally_redis_errors_total", "counter",
                       "INCRBY batches that failed (connection lost, refused, error reply, timeout).",
                       LOAD(s->redis_errors));
