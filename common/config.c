@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Where a value came from; a higher level wins. */
 enum level { LVL_NONE = 0, LVL_DEFAULT, LVL_DOTENV, LVL_ENV, LVL_FLAG };
@@ -554,4 +555,30 @@ int tally_check_mqtt_url(char *value, size_t size, char *why, size_t whylen)
         return TALLY_ERR;
     }
     return TALLY_OK;
+}
+
+int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
+                       char **argv, const char *summary, size_t log_level_offset)
+{
+    char err[512];
+    tally_log_init(progname, TALLY_LOG_INFO);
+    int rc = tally_config_load(opts, nopts, cfg, argc, argv, summary, err, sizeof(err));
+    if (rc == TALLY_CONFIG_EXIT)
+        return 0;
+    if (rc != TALLY_OK) {
+        fprintf(stderr, "%s: %s\n", progname, err);
+        return 2;
+    }
+    tally_log_init(progname, (enum tally_log_level) * (int *)(void *)((char *)cfg + log_level_offset));
+    return -1;
+}
+
+void tally_default_instance_id(char *id, size_t size, const char *fallback)
+{
+    char host[256] = "";
+    if (id[0] != '\0')
+        return;
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+        tally_strlcpy(host, fallback, sizeof(host));
+    tally_strlcpy(id, host, size);
 }

@@ -44,6 +44,15 @@ typedef struct tally_opt {
 int tally_config_load(const tally_opt_t *opts, size_t nopts, void *cfg, int argc, char **argv,
                       const char *summary, char *err, size_t errlen);
 
+/** A program's start: loads the configuration (as tally_config_load) and sets the log
+ *  threshold from the option at @p log_level_offset. Returns -1 to go on, or the exit
+ *  status: 0 after --help/--version, 2 after printing "<progname>: <error>" to stderr. */
+int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
+                       char **argv, const char *summary, size_t log_level_offset);
+
+/** Fills an empty @p id (of @p size bytes) with this machine's hostname, or @p fallback. */
+void tally_default_instance_id(char *id, size_t size, const char *fallback);
+
 /** Prints the --help text: every option with its flag, default and help. */
 void tally_config_usage(FILE *out, const char *progname, const char *summary, const tally_opt_t *opts,
                         size_t nopts);

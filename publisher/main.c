@@ -1,5 +1,6 @@
 /* tally publisher: configuration, the publish cycle, the orderly exit. */
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,25 +131,13 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int main(int argc, char **argv)
 {
-    char err[512];
     struct publisher_config *cfg = &g_pub.cfg;
-    tally_log_init("tally-publisher", TALLY_LOG_INFO);
-    int rc = tally_config_load(publisher_options, publisher_noptions, cfg, argc, argv, PUBLISHER_SUMMARY, err,
-                               sizeof(err));
-    if (rc == TALLY_CONFIG_EXIT)
-        return 0;
-    if (rc != TALLY_OK) {
-        fprintf(stderr, "tally-publisher: %s\n", err);
-        return 2;
-    }
-    tally_log_init("tally-publisher", (enum tally_log_level)cfg->log_level);
+    int rc = tally_config_start("tally-publisher", publisher_options, publisher_noptions, cfg, argc, argv,
+                                PUBLISHER_SUMMARY, offsetof(struct publisher_config, log_level));
+    if (rc >= 0)
+        return rc;
     signal(SIGPIPE, SIG_IGN);
-    if (cfg->instance_id[0] == '\0') {
-        char host[HOST_NAME_MAX + 1] = "";
-        if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
-            tally_strlcpy(host, "publisher", sizeof(host));
-        tally_strlcpy(cfg->instance_id, host, sizeof(cfg->instance_id));
-    }
+    tally_default_instance_id(cfg->instance_id, sizeof(cfg->instance_id), "publisher");
     if (cfg->mqtt_client_id[0] == '\0')
         snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "publisher-%.50s", cfg->instance_id);
 

@@ -1,5 +1,6 @@
 /* tally replica: configuration, start-up, threads and the orderly exit. */
 #include <limits.h>
+#include <stddef.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -63,30 +64,17 @@ static void on_mqtt_connect(void *data)
 
 int main(int argc, char **argv)
 {
-    char err[512];
     struct replica_config *cfg = &g_replica.cfg;
-
-    tally_log_init("tally-replica", TALLY_LOG_INFO);
-    int rc = tally_config_load(replica_options, replica_noptions, cfg, argc, argv, REPLICA_SUMMARY, err,
-                               sizeof(err));
-    if (rc == TALLY_CONFIG_EXIT)
-        return 0;
-    if (rc != TALLY_OK) {
-        fprintf(stderr, "tally-replica: %s\n", err);
-        return 2;
-    }
-    tally_log_init("tally-replica", (enum tally_log_level)cfg->log_level);
+    int rc = tally_config_start("tally-replica", replica_options, replica_noptions, cfg, argc, argv,
+                                REPLICA_SUMMARY, offsetof(struct replica_config, log_level));
+    if (rc >= 0)
+        return rc;
 
     /* glibc trimming and regrowing the heap on every request costs 2.5x (PLATFORM-NOTES). */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     signal(SIGPIPE, SIG_IGN);
 
-    if (cfg->instance_id[0] == '\0') {
-        char host[HOST_NAME_MAX + 1] = "";
-        if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
-            tally_strlcpy(host, "localhost", sizeof(host));
-        tally_strlcpy(cfg->instance_id, host, sizeof(cfg->instance_id));
-    }
+    tally_default_instance_id(cfg->instance_id, sizeof(cfg->instance_id), "localhost");
     snprintf(g_replica.instance, sizeof(g_replica.instance), "%s:%d", cfg->instance_id, cfg->service_port);
     tally_json_escape(g_replica.instance_json, sizeof(g_replica.instance_json), g_replica.instance);
     if (cfg->mqtt_client_id[0] == '\0')

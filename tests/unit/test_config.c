@@ -285,3 +285,33 @@ Test(config, help_exits_cleanly, .init = in_temp_dir)
     cr_redirect_stdout();
     cr_assert_eq(load(&c, 4, argv), TALLY_CONFIG_EXIT, "--help wins over bad values");
 }
+
+Test(config, start_reports_and_exits_2, .init = in_temp_dir)
+{
+    struct cfg c;
+    char *bad[] = {"prog", "--service-port", "nope"};
+    char *good[] = {"prog", "--log-level", "error"};
+    cr_redirect_stderr();
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(tally_config_start("prog", opts, NOPTS, &c, 3, bad, "test", offsetof(struct cfg, level)), 2);
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(tally_config_start("prog", opts, NOPTS, &c, 3, good, "test", offsetof(struct cfg, level)),
+                 -1);
+    cr_assert_eq(tally_log_enabled(TALLY_LOG_WARN), 0, "the log threshold follows LOG_LEVEL");
+    cr_assert_eq(tally_log_enabled(TALLY_LOG_ERROR), 1);
+    fflush(stderr);
+    cr_assert_stderr_eq_str(
+        "prog: SERVICE_PORT: must be an integer from 1 to 65535, got \"nope\" (from --service-port)\n");
+}
+
+Test(config, default_instance_id)
+{
+    char id[65] = "given";
+    tally_default_instance_id(id, sizeof(id), "fallback");
+    cr_assert_str_eq(id, "given", "a set id is kept");
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    id[0] = '\0';
+    tally_default_instance_id(id, sizeof(id), "fallback");
+    cr_assert_str_eq(id, host[0] ? host : "fallback");
+}
