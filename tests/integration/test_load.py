@@ -1,0 +1,128 @@
+"""tally-load (load/tally-load): its checker on made-up runs, and whole runs on real replicas."""
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import unittest
+
+from harness import ROOT, ClusterTest, LOAD_SCALE, wait_for
+
+TOOL = os.path.join(ROOT, "load", "tally-load")
+_loader = importlib.machinery.SourceFileLoader("tally_load", TOOL)
+_spec = importlib.util.spec_from_loader("tally_load", _loader)
+tally_load = importlib.util.module_from_spec(_spec)
+_loader.exec_module(tally_load)
+
+
+def made_up(answers, attempted=None, samples=None):
+    r = tally_load.Result()
+    r.answers = [("a:1", i + 1, m) for i, m in enumerate(answers)]
+    r.attempted = len(answers) if attempted is None else attempted
+    r.samples = samples or {}
+    return r
+
+
+def verdicts(checks):
+    return {name: ok for name, ok, _ in checks}
+
+
+class CheckerTest(unittest.TestCase):
+    def test_a_clean_run_passes(self):
+        checks, fig = tally_load.check(made_up([11, 12, 13], samples={"u": [10, 12, 13]}), 10, 13)
+        self.assertEqual(verdicts(checks), {"jepsen": True, "unique-M": True, "monotonic": True})
+        self.assertEqual((fig["lost"], fig["duplicated"]), (0, 0))
+
+    def test_a_repeated_m_fails(self):
+        checks, fig = tally_load.check(made_up([11, 12, 12]), 10, 13)
+        self.assertFalse(verdicts(checks)["unique-M"])
+        self.assertEqual(fig["duplicated"], 1)
+
+    def test_an_m_not_above_the_starting_total_fails(self):
+        checks, _ = tally_load.check(made_up([9, 11]), 10, 12)
+        self.assertFalse(verdicts(checks)["unique-M"])
+
+    def test_fewer_increments_than_acknowledged_is_a_loss(self):
+        checks, fig = tally_load.check(made_up([11, 12, 13]), 10, 12)
+        self.assertFalse(verdicts(checks)["jepsen"])
+        self.assertEqual(fig["lost"], 1)
+
+    def test_more_increments_than_attempted_is_a_double_count(self):
+        checks, fig = tally_load.check(made_up([11, 12], attempted=3), 10, 14)
+        self.assertFalse(verdicts(checks)["jepsen"])
+        self.assertEqual(fig["duplicated"], 1)
+
+    def test_unanswered_attempts_may_or_may_not_count(self):
+        for after in (12, 13, 14):
+            checks, _ = tally_load.check(made_up([11, 12], attempted=4), 10, after)
+            self.assertTrue(verdicts(checks)["jepsen"], after)
+
+    def test_a_cached_total_going_back_fails(self):
+        checks, _ = tally_load.check(made_up([11], samples={"u": [5, 7, 6, 8]}), 10, 11)
+        self.assertFalse(verdicts(checks)["monotonic"])
+
+    def test_answer_parsing(self):
+        body = b"You are talking to instance r1:8080.\nThis is request 3 to this instance and request 42 to the cluster.\n"
+        self.assertEqual(tally_load.parse_answer(body), ("r1:8080", 3, 42))
+        self.assertIsNone(tally_load.parse_answer(body[:-1]))
+        self.assertIsNone(tally_load.parse_answer(b'{"cluster_total":1}'))
+
+    def test_bad_usage_exits_2(self):
+        p = subprocess.run([sys.executable, TOOL, "ftp://x/"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("only http://", p.stderr)
+
+
+class LiveRunTest(ClusterTest):
+    def cluster(self, n=3):
+        redis = self.redis()
+        broker = self.broker()
+        reps = [self.replica(redis, broker, "r%d" % i) for i in range(n)]
+        return redis, reps
+
+    def run_tool(self, redis, reps, *args):
+        argv = [sys.executable, TOOL, "--redis", "127.0.0.1:%d" % redis.port] + list(args) + \
+               ["http://127.0.0.1:%d/" % r.port for r in reps]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    def test_a_run_on_three_replicas_passes_and_shows_each_instance(self):
+        redis, reps = self.cluster()
+        redis.command("SET", "total_count", "1000")
+        n = int(6000 * LOAD_SCALE)
+        p = self.run_tool(redis, reps, "-n", str(n), "-c", "6")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        for r in reps:
+            self.assertRegex(p.stdout, r"%s:%d +\d+ +\d+\.\d%% +#+" % (r.instance, r.port))
+        self.assertIn("acknowledged %d <= Redis +%d <= attempted %d" % (n, n, n), p.stdout)
+        self.assertEqual(redis.total(), 1000 + n)
+
+    def test_lost_increments_make_it_fail(self):
+        redis, reps = self.cluster(1)
+        # Something takes increments away behind the replicas' back while the load runs.
+        stop = threading.Event()
+
+        def thief():
+            wait_for(lambda: redis.total() > 50, what="the load to start")
+            redis.command("DECRBY", "total_count", "7")
+            stop.set()
+
+        t = threading.Thread(target=thief)
+        t.start()
+        p = self.run_tool(redis, reps, "-n", str(int(4000 * LOAD_SCALE)), "-c", "4")
+        t.join()
+        self.assertTrue(stop.is_set())
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"jepsen +FAIL")
+        self.assertRegex(p.stdout, r"unique-M +FAIL")
+
+    def test_nothing_reachable_exits_2(self):
+        redis, reps = self.cluster(1)
+        reps[0].stop()
+        p = self.run_tool(redis, reps, "-n", "10", "--give-up", "0.5")
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("no request could be sent", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
