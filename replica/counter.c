@@ -22,9 +22,15 @@
 #include "replica.h"
 
 /* KEYS[1] total_count, KEYS[2] the worker's ring; ARGV: seq, n, ring size, ring TTL (ms),
- * resend (1 if the batch was sent before). Only a resend can find its own record: a first
- * send skips the lookup. The ring's expiry is refreshed every 256th batch. Totals pass
- * through Lua numbers: exact up to 2^53. */
+ * resend (1 if the batch was sent before), floor (the highest total this replica knows of).
+ * Only a resend can find its own record: a first send skips the lookup. The ring's expiry is
+ * refreshed every 256th batch. Returns {total after the batch, amount lifted}.
+ *
+ * The floor repairs a Redis that came back with less than it had handed out (an AOF that
+ * lost its last second): if the total before this batch is below a total already seen,
+ * Redis is first raised to it (still INCRBY only), so no M is ever handed out twice. The
+ * common case costs nothing more than the INCRBY. Totals pass through Lua numbers: exact up
+ * to 2^53. */
 static const char batch_script[] =
     "local seq = ARGV[1] "
     "local slot = tostring(tonumber(seq) % tonumber(ARGV[3])) "
@@ -32,13 +38,17 @@ static const char batch_script[] =
     "  local prev = redis.call('HGET', KEYS[2], slot) "
     "  if prev then "
     "    local sep = string.find(prev, ':', 1, true) "
-    "    if sep and string.sub(prev, 1, sep - 1) == seq then return tonumber(string.sub(prev, sep + 1)) end "
+    "    if sep and string.sub(prev, 1, sep - 1) == seq then return {tonumber(string.sub(prev, sep + 1)), 0} "
+    "end "
     "  end "
     "end "
-    "local total = redis.call('INCRBY', KEYS[1], ARGV[2]) "
+    "local n = tonumber(ARGV[2]) "
+    "local total = redis.call('INCRBY', KEYS[1], n) "
+    "local lift = tonumber(ARGV[6]) - (total - n) "
+    "if lift > 0 then total = redis.call('INCRBY', KEYS[1], lift) else lift = 0 end "
     "redis.call('HSET', KEYS[2], slot, seq .. ':' .. total) "
     "if ARGV[5] == '1' or tonumber(seq) % 256 == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end "
-    "return total";
+    "return {total, lift}";
 
 /* The ring must outlast any batch that can still be retried: far more slots than batches in
  * flight, and an hour (a retry never waits longer than REDIS_TIMEOUT_MS). */
@@ -125,9 +135,10 @@ static int send_batch(struct worker *w, struct batch *b)
 {
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
-    if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVALSHA %s 2 %s %s %llu %llu %d %d %d",
+    if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVALSHA %s 2 %s %s %llu %llu %d %d %d %llu",
                           w->script_sha, REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq,
-                          (unsigned long long)b->n, RING_SLOTS, RING_TTL_MS, b->sends > 0) != REDIS_OK)
+                          (unsigned long long)b->n, RING_SLOTS, RING_TTL_MS, b->sends > 0,
+                          (unsigned long long)tally_cache_value(&g_replica.cache)) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
     b->sends++;
@@ -161,8 +172,13 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
             tally_redis_link_drop(&w->redis, "the batch script vanished from Redis's script cache");
         return;
     }
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
-        tally_batch_first(reply->integer, b->n, &first) != TALLY_OK) {
+    long long total_reply = -1, lifted = 0;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+        total_reply = reply->element[0]->integer;
+        lifted = reply->element[1]->integer;
+    }
+    if (total_reply < 0 || lifted < 0 || tally_batch_first(total_reply, b->n, &first) != TALLY_OK) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
             tally_error("redis: the increment failed: %s", reply->str);
@@ -177,7 +193,14 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    uint64_t total = (uint64_t)reply->integer;
+    if (lifted > 0) {
+        atomic_fetch_add_explicit(&g_replica.stats.redis_lifted, (unsigned long long)lifted,
+                                  memory_order_relaxed);
+        tally_warn("redis: %s was %lld below the highest total already handed out; raised it back so no "
+                   "total is given twice (did Redis restart from an AOF that lost writes?)",
+                   REPLICA_REDIS_KEY, lifted);
+    }
+    uint64_t total = (uint64_t)total_reply;
     tally_cache_offer(&g_replica.cache, total, tally_now_ms());
     if (total > w->newest_total)
         w->newest_total = total;

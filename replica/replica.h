@@ -53,6 +53,7 @@ struct replica_stats {
     atomic_ullong responses[RS_MAX];
     atomic_ullong redis_errors;   /* failed INCRBY batches (connection lost, error reply, timeout) */
     atomic_ullong redis_timeouts; /* connections dropped because a reply took too long */
+    atomic_ullong redis_lifted;   /* increments added to raise a total_count found below a total handed out */
     atomic_ullong redis_batches;  /* INCRBY commands sent */
     atomic_ullong redis_batched;  /* requests carried by those commands */
     atomic_ullong redis_retries;  /* batches sent again after a lost connection */

@@ -128,6 +128,10 @@ static void handle_metrics(h2o_req_t *req)
                       LOAD(s->redis_errors));
     tally_metrics_add(&m, "tally_redis_timeouts_total", "counter",
                       "Redis connections dropped because a reply was overdue.", LOAD(s->redis_timeouts));
+    tally_metrics_add(
+        &m, "tally_redis_total_lifted_total", "counter",
+        "Amount total_count was raised by because Redis held less than a total already handed out.",
+        LOAD(s->redis_lifted));
     tally_metrics_add(&m, "tally_redis_connected", "gauge",
                       "Worker threads with a live, seeded Redis connection.",
                       (double)atomic_load(&g_replica.redis_ready));
