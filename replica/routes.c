@@ -90,6 +90,14 @@ static void handle_total(h2o_req_t *req)
 {
     char body[128];
     int64_t now = tally_now_ms();
+    if (tally_cache_age_ms(&g_replica.cache, now) < 0) {
+        /* Nothing heard from Redis or MQTT yet: a 0 here would be a fresh process's zero, and a
+         * watcher polling across a restart would see the total go back. */
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        respond_error(req, 503, "Service Unavailable", "not_seeded",
+                      "no cluster total known yet: Redis has not been read since this replica started");
+        return;
+    }
     size_t len = tally_format_total_json(body, sizeof(body), tally_cache_value(&g_replica.cache),
                                          tally_cache_age_ms(&g_replica.cache, now));
     routes_respond(req, 200, "OK", CT_JSON, body, len);

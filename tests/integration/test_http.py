@@ -2,7 +2,7 @@
 import json
 import socket
 
-from harness import TEXT_RE, ClusterTest
+from harness import TEXT_RE, ClusterTest, wait_for
 
 
 class HttpTest(ClusterTest):
@@ -46,6 +46,16 @@ class HttpTest(ClusterTest):
             self.rep.get(path)
         self.assertEqual(self.r.total(), 0, "only GET / may count")
         self.assertEqual(self.rep.count()[1:], (1, 1), "nor move N")
+
+    def test_total_before_any_total_is_known_is_503_not_zero(self):
+        # A replica that never reached Redis (nor heard a total) must not claim 0: a watcher
+        # polling across a restart would see the cluster total go back.
+        lone = self.replica(None, None, "lone", ready=False)
+        wait_for(lambda: lone.get("/healthz")[0] == 200, what="the lone replica to listen")
+        st, body, headers = lone.get("/total")
+        self.assertEqual(st, 503)
+        self.assertEqual(json.loads(body)["error"], "not_seeded")
+        self.assertEqual(headers.get("retry-after"), "1")
 
     def test_total_serves_the_cache(self):
         self.rep.count()
