@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402  (Redis, Broker, Replica, Watcher, wait_for, free_port)
+import cluster  # noqa: E402  (several replicas, propagation, memory, start-up)
 
 
 def parse_latency(text, pct):
@@ -68,6 +69,8 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--write", help="also write the table into this markdown file")
+    ap.add_argument("--no-cluster", action="store_true",
+                    help="only the single-replica table (skip 3/10 replicas, propagation, memory, start-up)")
     args = ap.parse_args()
 
     replica_bin = os.path.join(args.build, "replica", "tally-replica")
@@ -132,6 +135,35 @@ def main():
         header = ("| case | req/s | p50 ms | p99 ms | vs ceiling | notes |\n"
                   "|---|---:|---:|---:|---:|---|")
         table = header + "\n" + "\n".join(rows)
+        if not args.no_cluster:
+            for p in reversed(procs):  # the single-replica servers are done: free the cores
+                p.stop()
+            for w in watchers:
+                w.stop()
+            procs, watchers = [], []
+            single = {n: statistics.median(r["rps"] for r in results[n]) for n, _, _ in cases}
+            names = [n for n, _, _ in cases]
+            scale, prop_table, summ = cluster.run_cluster(
+                workdir, args.runs, args.seconds, args.connections, wrk, single[names[-2]],
+                lambda m: print(m, file=sys.stderr))
+            every, always = single[names[-2]] / ceiling, single[names[-1]] / ceiling
+            prop = summ["prop"]
+            lines = [
+                "| one replica, appendfsync everysec, vs static ceiling | %.0f%% | >= 85%% |" % (100 * every),
+                "| one replica, appendfsync always, vs static ceiling | %.0f%% | >= 70%% |" % (100 * always),
+                "| 3 replicas on this host vs 1 (req/s all together) | %.0f%% | - |" % (100 * summ["scale3"]),
+                "| 10 replicas on this host vs 1 | %.0f%% | - |" % (100 * summ["scale10"])]
+            for label, (p50, p99, mx) in prop.items():
+                lines.append("| propagation A -> B at 10k req/s, %s: p50 / p99 / max | %.2f / %.2f / %.2f ms "
+                             "| p99 < 1 ms |" % (label, p50, p99, mx))
+            lines += [
+                "| broker messages/s at 10 replicas, in / out | %.0f / %.0f | bounded |" % (summ["in10"], summ["out10"]),
+                "| RSS per replica, idle / under load (max) | %.1f / %.1f MB | < 10 MB |" % (summ["rss_idle"],
+                                                                                     summ["rss_load"]),
+                "| start to ready, p50 / max of %d starts | %.0f / %.0f ms | - |" % (14, summ["ready_p50"],
+                                                                                  summ["ready_max"])]
+            table = ("| measure | reached | target |\n|---|---:|---|\n" + "\n".join(lines) +
+                     "\n\n" + table + "\n\n" + scale + "\n\n" + prop_table)
         env = "%s, %d cores, %s; wrk -t1 -c%d, %d runs x %d s, medians" % (
             time.strftime("%Y-%m-%d"), os.cpu_count(), platform.release(), args.connections, args.runs, args.seconds)
         print(table)
