@@ -290,6 +290,7 @@ void counter_submit(struct worker *w, h2o_req_t *req, int json)
     p->slot_ = slot;
     *slot = p;
     w->waiting++;
+    w->window_requests++;
     if (w->open->n == BATCH_MAX)
         send_open_batch(w); /* a full batch goes now; the pass may bring more */
 }
@@ -301,17 +302,19 @@ static void on_publish_timer(uv_timer_t *t)
     counter_publish(w);
 }
 
-/* Coalesced publishing: only totals Redis returned, at most one per loop pass, and under
- * load at most one per PUBLISH_INTERVAL_US. After a quiet spell the total goes out at once;
- * one held back by the interval goes out on the next pass or from the trailing timer, so
- * the newest total is never left unpublished. */
+/* Coalesced publishing: only totals Redis returned, at most one per loop pass. Below
+ * PUBLISH_EAGER_RPS every pass publishes (peers learn a total within a broker hop); above
+ * it, at most one per PUBLISH_INTERVAL_US, so a saturated replica spends its CPU on
+ * requests and the broker's fan-out stays bounded. After a quiet spell the total goes out
+ * at once; one held back by the interval goes out on the next pass or from the trailing
+ * timer, so the newest total is never left unpublished. */
 void counter_publish(struct worker *w)
 {
     if (w->newest_total <= w->published_total ||
         !atomic_load_explicit(&g_replica.mqtt.connected, memory_order_relaxed))
         return;
     uint64_t now = uv_hrtime();
-    uint64_t interval = (uint64_t)g_replica.cfg.publish_interval_us * 1000;
+    uint64_t interval = w->eager ? 0 : (uint64_t)g_replica.cfg.publish_interval_us * 1000;
     if (now - w->last_publish_ns < interval) {
         if (!w->publish_timer_armed) {
             uint64_t wait_ms = (w->last_publish_ns + interval - now + 999999) / 1000000;
@@ -326,6 +329,20 @@ void counter_publish(struct worker *w)
         w->published_total = w->newest_total;
         w->last_publish_ns = now;
     }
+}
+
+/* Rate over windows of at least 100 ms; the threshold is shared among the threads. */
+void counter_update_rate(struct worker *w)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t elapsed = now - w->window_start_ns;
+    if (elapsed < 100000000ull)
+        return;
+    double per_thread = (double)g_replica.cfg.publish_eager_rps / g_replica.cfg.threads;
+    double rate = (double)w->window_requests * 1e9 / (double)elapsed;
+    w->eager = rate < per_thread;
+    w->window_requests = 0;
+    w->window_start_ns = now;
 }
 
 void counter_flush(struct worker *w)

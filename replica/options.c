@@ -30,6 +30,10 @@ const tally_opt_t replica_options[] = {
      "least time between two total_count publishes of one thread (0: every loop pass); an idle replica "
      "publishes at once",
      NULL},
+    {"PUBLISH_EAGER_RPS", TALLY_OPT_INT, OPT(publish_eager_rps), 0, 100000000, "20000",
+     "below this many counted requests per second, every loop pass publishes its newest total (least "
+     "propagation delay); above it, PUBLISH_INTERVAL_US applies (bounded broker traffic); 0: always apply it",
+     NULL},
     {"PRESENCE_INTERVAL_MS", TALLY_OPT_INT, OPT(presence_interval_ms), 100, 3600000, "5000",
      "how often the retained replicas/<id>/status is refreshed", NULL},
     {"THREADS", TALLY_OPT_INT, OPT(threads), 1, 64, "1",

@@ -33,6 +33,7 @@ struct replica_config {
     char mqtt_password[512];
     char mqtt_client_id[128];
     int publish_interval_us;
+    int publish_eager_rps;
     int presence_interval_ms;
     int threads;
     int shutdown_timeout_ms;
@@ -137,6 +138,9 @@ struct worker {
     uint64_t last_publish_ns; /* uv_hrtime() of the last publish */
     uv_timer_t publish_timer; /* trailing publish when the interval held one back */
     int publish_timer_armed;
+    uint64_t window_requests; /* counted requests since window_start_ns (the eager-publish rule) */
+    uint64_t window_start_ns;
+    int eager;              /* 1 while this thread's request rate is below its share of PUBLISH_EAGER_RPS */
     int64_t drain_since_ms; /* when nothing was left in flight during shutdown */
     int64_t stop_deadline_ms;
 };
@@ -156,6 +160,8 @@ void counter_submit(struct worker *w, h2o_req_t *req, int json);
 void counter_flush(struct worker *w);
 /** Publishes the newest total if one is due (also from the trailing timer). */
 void counter_publish(struct worker *w);
+/** Re-estimates this thread's request rate (the eager-publish rule); called every watchdog tick. */
+void counter_update_rate(struct worker *w);
 /** Fails batches whose reply is overdue by dropping the Redis connection. */
 void counter_check_deadline(struct worker *w, int64_t now_ms);
 /** Answers 503 to every batch waiting to be resent (at shutdown). */

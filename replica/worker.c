@@ -30,6 +30,7 @@ static void on_watchdog(uv_timer_t *t)
     struct worker *w = t->data;
     int64_t now = tally_now_ms();
     counter_check_deadline(w, now);
+    counter_update_rate(w);
     if (!atomic_load(&g_replica.stopping))
         return;
     /* Draining: requests in flight get their answers; idle keep-alive connections get a
@@ -94,6 +95,8 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     w->watchdog.data = w;
     uv_timer_start(&w->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
     uv_timer_init(&w->loop, &w->publish_timer);
+    w->eager = g_replica.cfg.publish_eager_rps > 0; /* an idle replica publishes every total at once */
+    w->window_start_ns = uv_hrtime();
     w->publish_timer.data = w;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;

@@ -1,6 +1,7 @@
 """Several replicas on one Redis and one broker: distinct consecutive totals under
 concurrent load, MQTT watchers, cache convergence, restarts."""
 import threading
+import time
 
 import re
 
@@ -114,3 +115,41 @@ class ThreadsTest(ClusterTest):
         clients = r.command("CLIENT", "LIST")
         replica_conns = [c for c in clients.splitlines() if re.search(r"cmd=(evalsha|get|script\|load) ", c)]
         self.assertEqual(len(replica_conns), 3, "one Redis connection per thread: %s" % clients)
+
+
+class PublishRuleTest(ClusterTest):
+    """Below PUBLISH_EAGER_RPS every total goes out at once; above it PUBLISH_INTERVAL_US
+    holds publishes back (here a whole second, so the difference cannot be noise)."""
+
+    def pair(self, eager_rps):
+        redis = self.redis()
+        broker = self.broker()
+        env = {"PUBLISH_INTERVAL_US": "1000000", "PUBLISH_EAGER_RPS": str(eager_rps)}
+        return (self.replica(redis, broker, "a", extra_env=env), self.replica(redis, broker, "b", extra_env=env))
+
+    def test_a_lightly_loaded_replica_publishes_every_total_at_once(self):
+        a, b = self.pair(20000)
+        for want in (1, 2, 3):
+            a.count()
+            wait_for(lambda: b.total() == want, timeout=0.5, what="b to hear total %d well within the interval" % want)
+
+    def test_above_the_rate_the_interval_holds_publishes_back(self):
+        a, b = self.pair(0)  # 0: the interval always applies
+        a.count()
+        wait_for(lambda: b.total() == 1, what="the first total (after a quiet spell it goes out at once)")
+        a.count()
+        a.count()
+        time.sleep(0.3)  # well inside the 1 s interval: nothing may have gone out yet
+        self.assertEqual(b.total(), 1)
+        wait_for(lambda: b.total() == 3, timeout=3, what="the trailing publish of the newest total")
+
+    def test_heavy_load_switches_to_the_interval(self):
+        a, b = self.pair(50)
+        n = int(8000 * LOAD_SCALE)
+        self.assertEqual(len(load(a.port, n, connections=4)["ok"]), n)
+        # Far above 50 req/s: after the first 100 ms window at most one publish a second. An
+        # eager replica publishes after nearly every batch (measured: 0.9 per batch).
+        published = a.metric("tally_mqtt_messages_published_total")
+        batches = a.metric("tally_redis_batches_total")
+        self.assertLess(published, 0.25 * batches, "%d publishes for %d batches" % (published, batches))
+        wait_for(lambda: b.total() == n, timeout=3, what="the newest total")
