@@ -105,7 +105,7 @@ def propagation(workdir, seconds, rate, env=None, probes=800):
         script = os.path.join(workdir, "paced.lua")
         with open(script, "w") as f:
             f.write("function delay()\n  return 1\nend\n")
-        bg = subprocess.Popen(["wrk", "-t1", "-c%d" % max(1, int(rate * 1.6 / 1000)), "-d%ds" % (seconds + 2),
+        bg = subprocess.Popen(["wrk", "-t1", "-c%d" % max(1, int(rate * 1.8 / 1000)), "-d%ds" % (seconds + 2),
                                "-s", script, "http://127.0.0.1:%d/" % a.port],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sa, fa = _conn(a.port)

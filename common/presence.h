@@ -53,6 +53,8 @@ void tally_presence_init(tally_presence_t *p);
 int tally_presence_update(tally_presence_t *p, const tally_status_t *s, int64_t now_ms);
 /** Forgets the replica @p id (its retained status was cleared). */
 void tally_presence_remove(tally_presence_t *p, const char *id);
+/** How many replicas the table holds as online. */
+size_t tally_presence_online(tally_presence_t *p);
 /** Writes {"replicas":[...]} sorted by id into a malloc'd string; *len gets its length.
  *  Returns NULL when out of memory. */
 char *tally_presence_json(tally_presence_t *p, size_t *len);

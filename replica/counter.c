@@ -290,7 +290,6 @@ void counter_submit(struct worker *w, h2o_req_t *req, int json)
     p->slot_ = slot;
     *slot = p;
     w->waiting++;
-    w->window_requests++;
     if (w->open->n == BATCH_MAX)
         send_open_batch(w); /* a full batch goes now; the pass may bring more */
 }
@@ -302,10 +301,8 @@ static void on_publish_timer(uv_timer_t *t)
     counter_publish(w);
 }
 
-/* Coalesced publishing: only totals Redis returned, at most one per loop pass. Below
- * PUBLISH_EAGER_RPS every pass publishes (peers learn a total within a broker hop); above
- * it, at most one per PUBLISH_INTERVAL_US, so a saturated replica spends its CPU on
- * requests and the broker's fan-out stays bounded. After a quiet spell the total goes out
+/* Coalesced publishing: only totals Redis returned, at most one per loop pass, and at most
+ * one per w->interval_ns (see counter_update_rate). After a quiet spell the total goes out
  * at once; one held back by the interval goes out on the next pass or from the trailing
  * timer, so the newest total is never left unpublished. */
 void counter_publish(struct worker *w)
@@ -314,7 +311,7 @@ void counter_publish(struct worker *w)
         !atomic_load_explicit(&g_replica.mqtt.connected, memory_order_relaxed))
         return;
     uint64_t now = uv_hrtime();
-    uint64_t interval = w->eager ? 0 : (uint64_t)g_replica.cfg.publish_interval_us * 1000;
+    uint64_t interval = w->interval_ns;
     if (now - w->last_publish_ns < interval) {
         if (!w->publish_timer_armed) {
             uint64_t wait_ms = (w->last_publish_ns + interval - now + 999999) / 1000000;
@@ -331,17 +328,30 @@ void counter_publish(struct worker *w)
     }
 }
 
-/* Rate over windows of at least 100 ms; the threshold is shared among the threads. */
+/* The publish rule, re-decided every 100 ms or more. Every publish is delivered to the
+ * other N-1 replicas (N: replicas online in the presence table), so the broker's traffic
+ * grows with N times the publish rate. While the cluster's request rate (how fast the
+ * cached total moves) times max(1, N-1) stays below PUBLISH_EAGER_RPS, every loop pass
+ * publishes: peers learn each total within one broker hop. Above it, at most one publish
+ * per PUBLISH_INTERVAL_US x max(1, N-1) per thread, which keeps the deliveries the broker
+ * makes per second bounded however many replicas there are, and leaves a saturated
+ * replica's CPU to its requests. */
 void counter_update_rate(struct worker *w)
 {
     uint64_t now = uv_hrtime();
     uint64_t elapsed = now - w->window_start_ns;
     if (elapsed < 100000000ull)
         return;
-    double per_thread = (double)g_replica.cfg.publish_eager_rps / g_replica.cfg.threads;
-    double rate = (double)w->window_requests * 1e9 / (double)elapsed;
-    w->eager = rate < per_thread;
-    w->window_requests = 0;
+    uint64_t total = tally_cache_value(&g_replica.cache);
+    double rate = total > w->window_total ? (double)(total - w->window_total) * 1e9 / (double)elapsed : 0.0;
+    size_t online = tally_presence_online(&g_replica.presence);
+    double fanout = online > 2 ? (double)(online - 1) : 1.0;
+    if (rate * fanout < (double)g_replica.cfg.publish_eager_rps)
+        w->interval_ns = 0;
+    else
+        w->interval_ns = (uint64_t)((double)g_replica.cfg.publish_interval_us * 1000.0 * fanout);
+    atomic_store_explicit(&g_replica.stats.publish_interval_ns, w->interval_ns, memory_order_relaxed);
+    w->window_total = total;
     w->window_start_ns = now;
 }
 

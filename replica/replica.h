@@ -52,8 +52,9 @@ enum { RS_200, RS_404, RS_405, RS_500, RS_503, RS_MAX };
 struct replica_stats {
     atomic_ullong route_requests[TALLY_ROUTE_METRICS + 1]; /* by enum tally_route */
     atomic_ullong responses[RS_MAX];
-    atomic_ullong redis_errors;   /* failed INCRBY batches (connection lost, error reply, timeout) */
-    atomic_ullong redis_timeouts; /* connections dropped because a reply took too long */
+    atomic_ullong redis_errors;        /* failed INCRBY batches (connection lost, error reply, timeout) */
+    atomic_ullong redis_timeouts;      /* connections dropped because a reply took too long */
+    atomic_ullong publish_interval_ns; /* the publish rule's current interval (any thread's) */
     atomic_ullong redis_lifted;   /* increments added to raise a total_count found below a total handed out */
     atomic_ullong redis_batches;  /* INCRBY commands sent */
     atomic_ullong redis_batched;  /* requests carried by those commands */
@@ -138,9 +139,9 @@ struct worker {
     uint64_t last_publish_ns; /* uv_hrtime() of the last publish */
     uv_timer_t publish_timer; /* trailing publish when the interval held one back */
     int publish_timer_armed;
-    uint64_t window_requests; /* counted requests since window_start_ns (the eager-publish rule) */
+    uint64_t window_total; /* cached cluster total at window_start_ns (the publish rule) */
     uint64_t window_start_ns;
-    int eager;              /* 1 while this thread's request rate is below its share of PUBLISH_EAGER_RPS */
+    uint64_t interval_ns;   /* least time between two publishes now: 0 (eager) or the scaled interval */
     int64_t drain_since_ms; /* when nothing was left in flight during shutdown */
     int64_t stop_deadline_ms;
 };
@@ -160,7 +161,7 @@ void counter_submit(struct worker *w, h2o_req_t *req, int json);
 void counter_flush(struct worker *w);
 /** Publishes the newest total if one is due (also from the trailing timer). */
 void counter_publish(struct worker *w);
-/** Re-estimates this thread's request rate (the eager-publish rule); called every watchdog tick. */
+/** Re-decides the publish rule from the cluster's request rate; called every watchdog tick. */
 void counter_update_rate(struct worker *w);
 /** Fails batches whose reply is overdue by dropping the Redis connection. */
 void counter_check_deadline(struct worker *w, int64_t now_ms);

@@ -136,6 +136,9 @@ static void handle_metrics(h2o_req_t *req)
                       LOAD(s->redis_errors));
     tally_metrics_add(&m, "tally_redis_timeouts_total", "counter",
                       "Redis connections dropped because a reply was overdue.", LOAD(s->redis_timeouts));
+    tally_metrics_add(&m, "tally_mqtt_publish_interval_seconds", "gauge",
+                      "Least time between two total_count publishes now (0: every loop pass).",
+                      LOAD(s->publish_interval_ns) / 1e9);
     tally_metrics_add(
         &m, "tally_redis_total_lifted_total", "counter",
         "Amount total_count was raised by because Redis held less than a total already handed out.",

@@ -95,8 +95,11 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     w->watchdog.data = w;
     uv_timer_start(&w->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
     uv_timer_init(&w->loop, &w->publish_timer);
-    w->eager = g_replica.cfg.publish_eager_rps > 0; /* an idle replica publishes every total at once */
+    /* An idle replica publishes every total at once (PUBLISH_EAGER_RPS=0: never). */
+    w->interval_ns =
+        g_replica.cfg.publish_eager_rps > 0 ? 0 : (uint64_t)g_replica.cfg.publish_interval_us * 1000;
     w->window_start_ns = uv_hrtime();
+    atomic_store(&g_replica.stats.publish_interval_ns, w->interval_ns);
     w->publish_timer.data = w;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;

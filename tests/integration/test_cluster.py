@@ -153,3 +153,16 @@ class PublishRuleTest(ClusterTest):
         batches = a.metric("tally_redis_batches_total")
         self.assertLess(published, 0.25 * batches, "%d publishes for %d batches" % (published, batches))
         wait_for(lambda: b.total() == n, timeout=3, what="the newest total")
+
+    def test_the_interval_grows_with_the_replicas_online(self):
+        redis = self.redis()
+        broker = self.broker()
+        env = {"PUBLISH_INTERVAL_US": "1000", "PUBLISH_EAGER_RPS": "0"}
+        reps = [self.replica(redis, broker, "r%d" % i, extra_env=env) for i in range(4)]
+        # Each publish reaches the 3 others: a third of the rate each, so the same broker load as 2.
+        wait_for(lambda: reps[0].metric("tally_mqtt_publish_interval_seconds") == 0.003,
+                 what="r0 to see 4 replicas online and stretch its interval to 3 ms")
+        reps[3].stop()
+        reps[2].stop()
+        wait_for(lambda: reps[0].metric("tally_mqtt_publish_interval_seconds") == 0.001,
+                 what="the interval to shrink back when replicas leave")
