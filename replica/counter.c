@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "replica.h"
+#include "resp.h"
 
 /* KEYS[1] total_count, KEYS[2] the worker's ring; ARGV: seq, n, ring size, ring TTL (ms),
  * resend (1 if the batch was sent before), floor (the highest total this replica knows of).
@@ -135,10 +136,19 @@ static int send_batch(struct worker *w, struct batch *b)
 {
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
-    if (redisAsyncCommand(w->redis.ac, on_batch_reply, b, "EVALSHA %s 2 %s %s %llu %llu %d %d %d %llu",
-                          w->script_sha, REPLICA_REDIS_KEY, w->dedup_key, (unsigned long long)b->seq,
-                          (unsigned long long)b->n, RING_SLOTS, RING_TTL_MS, b->sends > 0,
-                          (unsigned long long)tally_cache_value(&g_replica.cache)) != REDIS_OK)
+    /* The constant head was encoded when the script loaded; only the six arguments are
+     * written here (profiling showed hiredis's format-string path at ~2,000 instructions a
+     * batch). */
+    char cmd[sizeof(w->batch_head) + 6 * TALLY_RESP_U64_MAX];
+    size_t len = w->batch_head_len;
+    memcpy(cmd, w->batch_head, len);
+    len += tally_resp_bulk_u64(cmd + len, b->seq);
+    len += tally_resp_bulk_u64(cmd + len, b->n);
+    len += tally_resp_bulk_u64(cmd + len, RING_SLOTS);
+    len += tally_resp_bulk_u64(cmd + len, RING_TTL_MS);
+    len += tally_resp_bulk_u64(cmd + len, b->sends > 0);
+    len += tally_resp_bulk_u64(cmd + len, tally_cache_value(&g_replica.cache));
+    if (redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, cmd, len) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
     b->sends++;
@@ -422,6 +432,15 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
     }
     memcpy(w->script_sha, reply->str, reply->len);
     w->script_sha[reply->len] = '\0';
+    /* 11 parts: EVALSHA sha 2 key ring, then seq n slots ttl resend floor (send_batch). */
+    char *h = w->batch_head;
+    size_t len = tally_resp_array(h, 11);
+    len += tally_resp_bulk(h + len, "EVALSHA", 7);
+    len += tally_resp_bulk(h + len, w->script_sha, reply->len);
+    len += tally_resp_bulk(h + len, "2", 1);
+    len += tally_resp_bulk(h + len, REPLICA_REDIS_KEY, strlen(REPLICA_REDIS_KEY));
+    len += tally_resp_bulk(h + len, w->dedup_key, strlen(w->dedup_key));
+    w->batch_head_len = len;
 }
 
 void counter_on_redis_up(tally_redis_link_t *link)

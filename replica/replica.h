@@ -123,8 +123,10 @@ struct worker {
     uv_signal_t sigterm, sigint; /* worker 0 only */
 
     tally_redis_link_t redis;
-    int redis_seeded;    /* GET total_count answered on the current connection */
-    char script_sha[48]; /* SHA of the batch script, loaded on the current connection */
+    int redis_seeded;     /* GET total_count answered on the current connection */
+    char script_sha[48];  /* SHA of the batch script, loaded on the current connection */
+    char batch_head[400]; /* RESP of "EVALSHA <sha> 2 total_count <dedup_key>", built at load */
+    size_t batch_head_len;
 
     struct batch *open;                          /* collecting this pass; NULL when none */
     struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
