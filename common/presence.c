@@ -44,20 +44,11 @@ static int read_string(struct reader *r, char *out, size_t cap)
                 c = (unsigned char)e;
                 break;
             case 'b':
-                c = '\b';
-                break;
             case 'f':
-                c = '\f';
-                break;
             case 'n':
-                c = '\n';
-                break;
             case 'r':
-                c = '\r';
-                break;
             case 't':
-                c = '\t';
-                break;
+                return TALLY_ERR; /* valid JSON, but control characters: see below */
             case 'u': {
                 if (r->end - r->p < 4 || r->p[0] != '0' || r->p[1] != '0')
                     return TALLY_ERR;

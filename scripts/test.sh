@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, then builds and runs every test suite in
 # three configurations: plain (-Werror, unit tests also under valgrind), ASan+UBSan,
-# and TSan (the threaded replica, through the integration suites); the libFuzzer targets
+# and TSan (the threaded replica, through the integration suites); the fault suite
+# (tests/faults/, plain and ASan; its network scenarios need root); the libFuzzer targets
 # for a bounded time (fuzz/, clang); then the Docker Swarm
 # end-to-end test (tests/swarm/run.sh: installs docker.io and starts dockerd if needed).
 #   scripts/test.sh                          everything
