@@ -98,19 +98,6 @@ class NsReplica(harness.Replica):
         self.host = ns.ns_ip
         self.argv = ["ip", "netns", "exec", ns.name] + self.argv
 
-    def url(self):
-        return "http://%s:%d/" % (self.host, self.port)
-
-    def get(self, path, headers=None, method="GET", timeout=10):
-        import http.client
-        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            c.request(method, path, headers=headers or {})
-            r = c.getresponse()
-            return r.status, r.read().decode(), dict((k.lower(), v) for k, v in r.getheaders())
-        finally:
-            c.close()
-
 
 class Cluster:
     """Redis, mosquitto, two publishers and the replicas of one scenario."""
@@ -147,8 +134,9 @@ class Cluster:
         self.procs.append(p)
         return p.start()
 
-    def url(self, r):
-        return r.url() if isinstance(r, NsReplica) else "http://127.0.0.1:%d/" % r.port
+    @staticmethod
+    def url(r):
+        return "http://%s:%d/" % (r.host, r.port)
 
     def restart(self, old, new):
         self.procs[self.procs.index(old)] = new

@@ -318,6 +318,7 @@ class Watcher:
 class Replica(Proc):
     def __init__(self, workdir, redis, broker, instance, port=None, extra_env=None, args=()):
         self.port = port or free_port()
+        self.host = "127.0.0.1"  # where the tests reach it (a namespaced replica elsewhere)
         self.instance = instance
         env = {"SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), "INSTANCE_ID": instance,
                "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port if redis else 1),
@@ -335,7 +336,7 @@ class Replica(Proc):
         wait_for(lambda: self.get("/readyz")[0] == 200, timeout=timeout, what="%s to be ready" % self.name)
 
     def get(self, path, headers=None, method="GET", timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             c.request(method, path, headers=headers or {})
             r = c.getresponse()
