@@ -353,7 +353,10 @@ void counter_update_rate(struct worker *w)
     if (elapsed < 100000000ull)
         return;
     uint64_t total = tally_cache_value(&g_replica.cache);
-    double rate = total > w->window_total ? (double)(total - w->window_total) * 1e9 / (double)elapsed : 0.0;
+    /* The first window after start has no earlier total to compare with: not a rate. */
+    double rate = w->window_total != 0 && total > w->window_total
+                      ? (double)(total - w->window_total) * 1e9 / (double)elapsed
+                      : 0.0;
     size_t online = tally_presence_online(&g_replica.presence);
     double fanout = online > 2 ? (double)(online - 1) : 1.0;
     if (rate * fanout < (double)g_replica.cfg.publish_eager_rps)

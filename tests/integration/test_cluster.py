@@ -166,3 +166,16 @@ class PublishRuleTest(ClusterTest):
         reps[2].stop()
         wait_for(lambda: reps[0].metric("tally_mqtt_publish_interval_seconds") == 0.001,
                  what="the interval to shrink back when replicas leave")
+
+    def test_a_large_total_at_start_is_not_mistaken_for_load(self):
+        redis = self.redis()
+        redis.command("SET", "total_count", "5000000000")
+        broker = self.broker()
+        rep = self.replica(redis, broker, "a")
+        # The first 100 ms window has nothing to compare with; a total of 5e9 read at start
+        # must not look like 5e10 req/s and switch an idle replica to the interval.
+        seen = set()
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            seen.add(rep.metric("tally_mqtt_publish_interval_seconds"))
+        self.assertEqual(seen, {0.0})
