@@ -354,7 +354,7 @@ void counter_update_rate(struct worker *w)
         return;
     uint64_t total = tally_cache_value(&g_replica.cache);
     /* The first window after start has no earlier total to compare with: not a rate. */
-    double rate = w->window_total != 0 && total > w->window_total
+    double rate = w->window_valid && total > w->window_total
                       ? (double)(total - w->window_total) * 1e9 / (double)elapsed
                       : 0.0;
     size_t online = tally_presence_online(&g_replica.presence);
@@ -365,6 +365,7 @@ void counter_update_rate(struct worker *w)
         w->interval_ns = (uint64_t)((double)g_replica.cfg.publish_interval_us * 1000.0 * fanout);
     atomic_store_explicit(&g_replica.stats.publish_interval_ns, w->interval_ns, memory_order_relaxed);
     w->window_total = total;
+    w->window_valid = 1;
     w->window_start_ns = now;
 }
 

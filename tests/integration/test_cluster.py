@@ -145,7 +145,7 @@ class PublishRuleTest(ClusterTest):
 
     def test_heavy_load_switches_to_the_interval(self):
         a, b = self.pair(50)
-        n = int(8000 * LOAD_SCALE)
+        n = 8000  # not scaled under sanitizers: the first 100 ms (eager) must stay a small part
         self.assertEqual(len(load(a.port, n, connections=4)["ok"]), n)
         # Far above 50 req/s: after the first 100 ms window at most one publish a second. An
         # eager replica publishes after nearly every batch (measured: 0.9 per batch).
