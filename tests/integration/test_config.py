@@ -21,7 +21,7 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(rc, 0)
         for name in ("SERVICE_HOST", "SERVICE_PORT", "INSTANCE_ID", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
                      "REDIS_PASSWORD_FILE", "MQTT_URL", "MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE",
-                     "LOG_LEVEL", "THREADS", "--service-port", "[default: 8080]"):
+                     "LOG_LEVEL", "THREADS", "PUBLISH_EAGER_RPS", "--service-port", "[default: 8080]"):
             self.assertIn(name, out)
 
     def test_version(self):
@@ -37,6 +37,8 @@ class ConfigTest(unittest.TestCase):
             ([], {"MQTT_URL": "ws://broker"}, "MQTT_URL"),
             ([], {"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
             ([], {"THREADS": "0"}, "THREADS"),
+            ([], {"PUBLISH_EAGER_RPS": "-1"}, "PUBLISH_EAGER_RPS"),
+            ([], {"PUBLISH_EAGER_RPS": "fast"}, "PUBLISH_EAGER_RPS"),
             ([], {"INSTANCE_ID": "a/b"}, "INSTANCE_ID"),
             ([], {"REDIS_PASSWORD_FILE": "/nonexistent"}, "REDIS_PASSWORD_FILE"),
             ([], {"MQTT_PASSWORD": "a", "MQTT_PASSWORD_FILE": "/etc/hostname"}, "MQTT_PASSWORD"),

@@ -72,6 +72,13 @@ class CheckerTest(unittest.TestCase):
         p = subprocess.run([sys.executable, TOOL, "ftp://x/"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 2)
         self.assertIn("only http://", p.stderr)
+        for bad in (["--redis-password-file", "/nonexistent", "--redis", "127.0.0.1:1"],
+                    ["--redis", "127.0.0.1:notaport"], ["--redis", "127.0.0.1:1"]):
+            p = subprocess.run([sys.executable, TOOL] + bad + ["http://127.0.0.1:1/"], capture_output=True,
+                               text=True)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertTrue(p.stderr.startswith("tally-load: "), p.stderr)
 
 
 class LiveRunTest(ClusterTest):
