@@ -22,34 +22,63 @@
 #include "replica.h"
 #include "resp.h"
 
-/* KEYS[1] total_count, KEYS[2] the worker's ring; ARGV: seq, n, ring size, ring TTL (ms),
- * resend (1 if the batch was sent before), floor (the highest total this replica knows of).
- * Only a resend can find its own record: a first send skips the lookup. The ring's expiry is
- * refreshed every 256th batch. Returns {total after the batch, amount lifted}.
+/* KEYS[1] total_count, KEYS[2] the worker's ring, KEYS[3] the lift mark; ARGV: seq, n, ring
+ * size, ring TTL (ms), resend (1 if the batch was sent before), floor (the highest total this
+ * replica knows of now), sent floor (the same when the batch was first sent). Only a resend
+ * can find its own record: a first send skips the lookup. The ring's expiry is refreshed
+ * every 256th batch. Returns {total after the batch, amount lifted, refused (0 or 1)}.
  *
  * The floor repairs a Redis that came back with less than it had handed out (an AOF that
  * lost its last second): if the total before this batch is below a total already seen,
  * Redis is first raised to it (still INCRBY only), so no M is ever handed out twice. The
- * common case costs nothing more than the INCRBY. Totals pass through Lua numbers: exact up
- * to 2^53. */
+ * common case costs nothing more than the INCRBY.
+ *
+ * A lift stands for increments Redis lost, and among them may be a batch whose reply never
+ * arrived: its effect was seen (a peer's later total, the publisher's GET), its record went
+ * with the lost writes. Applying its resend would count it twice. So every lift leaves its
+ * top in the lift mark, and a resend not found in the ring, first sent while the replica
+ * knew less than that top, is refused: its requests get 503 (counted once or not at all,
+ * which the Jepsen rule allows; never twice). A resend first sent above the top cannot lie
+ * inside the lifted range and is applied as usual. Totals pass through Lua numbers and are
+ * written with %d: exact up to 2^53. */
 static const char batch_script[] =
     "local seq = ARGV[1] "
     "local slot = tostring(tonumber(seq) % tonumber(ARGV[3])) "
+    "local floor = tonumber(ARGV[6]) "
+    "local function lift_to(before) "
+    "  local lift = floor - before "
+    "  if lift <= 0 then return 0 end "
+    "  redis.call('INCRBY', KEYS[1], lift) "
+    "  if floor > tonumber(redis.call('GET', KEYS[3]) or 0) then "
+    "    redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[4]) "
+    "  end "
+    "  return lift "
+    "end "
+    "local lifted = 0 "
     "if ARGV[5] == '1' then "
     "  local prev = redis.call('HGET', KEYS[2], slot) "
     "  if prev then "
     "    local sep = string.find(prev, ':', 1, true) "
-    "    if sep and string.sub(prev, 1, sep - 1) == seq then return {tonumber(string.sub(prev, sep + 1)), 0} "
-    "end "
+    "    if sep and string.sub(prev, 1, sep - 1) == seq then "
+    "      local t = string.sub(prev, sep + 1) "
+    "      if t == 'r' then return {tonumber(redis.call('GET', KEYS[1]) or 0), 0, 1} end "
+    "      return {tonumber(t), 0, 0} "
+    "    end "
+    "  end "
+    "  lifted = lift_to(tonumber(redis.call('GET', KEYS[1]) or 0)) "
+    "  if tonumber(ARGV[7]) < tonumber(redis.call('GET', KEYS[3]) or 0) then "
+    "    redis.call('HSET', KEYS[2], slot, seq .. ':r') "
+    "    redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
+    "    return {tonumber(redis.call('GET', KEYS[1]) or 0), lifted, 1} "
     "  end "
     "end "
     "local n = tonumber(ARGV[2]) "
     "local total = redis.call('INCRBY', KEYS[1], n) "
-    "local lift = tonumber(ARGV[6]) - (total - n) "
-    "if lift > 0 then total = redis.call('INCRBY', KEYS[1], lift) else lift = 0 end "
-    "redis.call('HSET', KEYS[2], slot, seq .. ':' .. total) "
+    "local more = lift_to(total - n) "
+    "total = total + more "
+    "redis.call('HSET', KEYS[2], slot, seq .. ':' .. string.format('%d', total)) "
     "if ARGV[5] == '1' or tonumber(seq) % 256 == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end "
-    "return {total, lift}";
+    "return {total, lifted + more, 0}";
 
 /* The ring must outlast any batch that can still be retried: far more slots than batches in
  * flight, and an hour (a retry never waits longer than REDIS_TIMEOUT_MS). */
@@ -136,10 +165,10 @@ static int send_batch(struct worker *w, struct batch *b)
 {
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
-    /* The constant head was encoded when the script loaded; only the six arguments are
+    /* The constant head was encoded when the script loaded; only the seven arguments are
      * written here (profiling showed hiredis's format-string path at ~2,000 instructions a
      * batch). */
-    char cmd[sizeof(w->batch_head) + 6 * TALLY_RESP_U64_MAX];
+    char cmd[sizeof(w->batch_head) + 7 * TALLY_RESP_U64_MAX];
     size_t len = w->batch_head_len;
     memcpy(cmd, w->batch_head, len);
     len += tally_resp_bulk_u64(cmd + len, b->seq);
@@ -147,7 +176,11 @@ static int send_batch(struct worker *w, struct batch *b)
     len += tally_resp_bulk_u64(cmd + len, RING_SLOTS);
     len += tally_resp_bulk_u64(cmd + len, RING_TTL_MS);
     len += tally_resp_bulk_u64(cmd + len, b->sends > 0);
-    len += tally_resp_bulk_u64(cmd + len, tally_cache_value(&g_replica.cache));
+    uint64_t floor = tally_cache_value(&g_replica.cache);
+    if (b->sends == 0)
+        b->sent_floor = floor;
+    len += tally_resp_bulk_u64(cmd + len, floor);
+    len += tally_resp_bulk_u64(cmd + len, b->sent_floor);
     if (redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, cmd, len) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
@@ -182,11 +215,13 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
             tally_redis_link_drop(&w->redis, "the batch script vanished from Redis's script cache");
         return;
     }
-    long long total_reply = -1, lifted = 0;
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+    long long total_reply = -1, lifted = 0, refused = 0;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
+        reply->element[2]->type == REDIS_REPLY_INTEGER) {
         total_reply = reply->element[0]->integer;
         lifted = reply->element[1]->integer;
+        refused = reply->element[2]->integer;
     }
     if (total_reply < 0 || lifted < 0 || tally_batch_first(total_reply, b->n, &first) != TALLY_OK) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
@@ -212,6 +247,17 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     uint64_t total = (uint64_t)total_reply;
     tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+    if (refused) {
+        atomic_fetch_add_explicit(&g_replica.stats.redis_refused, 1, memory_order_relaxed);
+        tally_warn("redis: lost writes were lifted back over a batch of %zu whose reply never came; not "
+                   "applying it again (503: counted once or not at all, never twice)",
+                   b->n);
+        batch_fail(w, b,
+                   "Redis lost writes and this request's increment may be among those restored; it was "
+                   "not applied again");
+        batch_release(w, b);
+        return;
+    }
     if (total > w->newest_total)
         w->newest_total = total;
     for (size_t i = 0; i < b->n; i++) {
@@ -436,14 +482,16 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
     }
     memcpy(w->script_sha, reply->str, reply->len);
     w->script_sha[reply->len] = '\0';
-    /* 11 parts: EVALSHA sha 2 key ring, then seq n slots ttl resend floor (send_batch). */
+    /* 13 parts: EVALSHA sha 3 key ring mark, then seq n slots ttl resend floor sent-floor
+     * (send_batch). */
     char *h = w->batch_head;
-    size_t len = tally_resp_array(h, 11);
+    size_t len = tally_resp_array(h, 13);
     len += tally_resp_bulk(h + len, "EVALSHA", 7);
     len += tally_resp_bulk(h + len, w->script_sha, reply->len);
-    len += tally_resp_bulk(h + len, "2", 1);
+    len += tally_resp_bulk(h + len, "3", 1);
     len += tally_resp_bulk(h + len, REPLICA_REDIS_KEY, strlen(REPLICA_REDIS_KEY));
     len += tally_resp_bulk(h + len, w->dedup_key, strlen(w->dedup_key));
+    len += tally_resp_bulk(h + len, REPLICA_LIFT_KEY, strlen(REPLICA_LIFT_KEY));
     w->batch_head_len = len;
 }
 

@@ -19,6 +19,8 @@
 
 #define REPLICA_TOPIC_TOTAL "total_count"
 #define REPLICA_REDIS_KEY "total_count"
+/* The highest total a batch script raised total_count to after lost writes (see counter.c). */
+#define REPLICA_LIFT_KEY "tally:lifted"
 
 struct replica_config {
     char service_host[256];
@@ -59,6 +61,7 @@ struct replica_stats {
     atomic_ullong redis_batches;  /* INCRBY commands sent */
     atomic_ullong redis_batched;  /* requests carried by those commands */
     atomic_ullong redis_retries;  /* batches sent again after a lost connection */
+    atomic_ullong redis_refused;  /* resends refused: a lift may already hold them (503) */
     atomic_ullong mqtt_dropped;   /* total_count payloads that were not a valid total */
     atomic_ullong mqtt_totals;    /* valid totals received */
     atomic_ullong status_dropped; /* replicas/+/status payloads that were not a valid status */
@@ -106,6 +109,7 @@ struct batch {
     int64_t first_sent_ms; /* its requests get 503 once this is REDIS_TIMEOUT_MS old */
     int64_t sent_ms;       /* the latest send */
     int sends;             /* how often it was sent: a resend must check the ring first */
+    uint64_t sent_floor;   /* the cached total at the first send: its range lies above it */
     size_t n;
     struct pending items[BATCH_MAX];
 };
@@ -125,7 +129,7 @@ struct worker {
     tally_redis_link_t redis;
     int redis_seeded;     /* GET total_count answered on the current connection */
     char script_sha[48];  /* SHA of the batch script, loaded on the current connection */
-    char batch_head[400]; /* RESP of "EVALSHA <sha> 2 total_count <dedup_key>", built at load */
+    char batch_head[440]; /* RESP of "EVALSHA <sha> 3 total_count <dedup_key> tally:lifted" */
     size_t batch_head_len;
 
     struct batch *open;                          /* collecting this pass; NULL when none */

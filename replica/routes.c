@@ -143,6 +143,10 @@ static void handle_metrics(h2o_req_t *req)
         &m, "tally_redis_total_lifted_total", "counter",
         "Amount total_count was raised by because Redis held less than a total already handed out.",
         LOAD(s->redis_lifted));
+    tally_metrics_add(
+        &m, "tally_redis_refused_resends_total", "counter",
+        "Resent batches not applied again because a lift after lost writes may hold them (503).",
+        LOAD(s->redis_refused));
     tally_metrics_add(&m, "tally_redis_connected", "gauge",
                       "Worker threads with a live, seeded Redis connection.",
                       (double)atomic_load(&g_replica.redis_ready));

@@ -478,6 +478,15 @@ class ClusterTest(unittest.TestCase):
         return w
 
 
+def undocumented_metrics(body):
+    """Metric families in a /metrics body that docs/api.md does not name."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "api.md")) as f:
+        doc = f.read()
+    names = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE ")]
+    return [n for n in names if "`%s`" % n not in doc and "`%s{" % n not in doc]
+
+
 class FlakyProxy:
     """A TCP proxy on 127.0.0.1 to another local port that can swallow the bytes of one
     direction (drop_requests / drop_replies) and cut every connection it carries, to make

@@ -2,7 +2,7 @@
 import json
 import socket
 
-from harness import TEXT_RE, ClusterTest, wait_for
+from harness import TEXT_RE, ClusterTest, undocumented_metrics, wait_for
 
 
 class HttpTest(ClusterTest):
@@ -105,6 +105,7 @@ class HttpTest(ClusterTest):
                 self.assertTrue(line.split()[2].endswith("_total"), line)
             if not line.startswith("#"):
                 self.assertTrue(line.startswith("tally_"), line)
+        self.assertEqual(undocumented_metrics(body), [], "every metric has a line in docs/api.md")
 
     def test_malformed_http_gets_400_and_counts_nothing(self):
         for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02\r\n\r\n",

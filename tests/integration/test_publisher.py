@@ -3,7 +3,7 @@ failover on kill -9 and on a pause, a retained total that never goes backwards."
 import signal
 import time
 
-from harness import ClusterTest, retained, wait_for
+from harness import ClusterTest, retained, undocumented_metrics, wait_for
 
 TTL_S = 1.5  # LEASE_TTL_MS of the harness's publishers
 
@@ -26,6 +26,14 @@ class PublisherTest(ClusterTest):
         rep = self.replica(self.r, self.b)
         self.assertEqual(rep.count()[2], 42)
         wait_for(lambda: retained_total(self.b) == 42, what="the retained total to follow Redis")
+
+    def test_every_metric_is_documented(self):
+        p = self.publisher(self.r, self.b, "p1")
+        wait_for(p.leading, what="p1 to lead")
+        st, body = p.get("/metrics")[0:2]
+        self.assertEqual(st, 200)
+        self.assertIn("tally_publisher_leader", body)
+        self.assertEqual(undocumented_metrics(body), [], "every metric has a line in docs/api.md")
 
     def test_heartbeat_repairs_a_lost_message(self):
         self.r.command("SET", "total_count", "7")
