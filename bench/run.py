@@ -4,10 +4,11 @@
 Starts redis-server, mosquitto (with one watcher subscribed to total_count), the replica,
 the static h2o ceiling (bench/static_h2o.c: same h2o flavour, same allocator setting,
 nothing but a fixed answer) and, if installed, nginx `return 200` with one worker. Runs
-wrk -t1 -c64 against each, interleaving the cases so machine noise hits all alike, and
-prints medians of req/s, p50 and p99 with the ratio to the static h2o ceiling.
+wrk -t1 against each at every connection count given (64 and 256 by default),
+interleaving the cases so machine noise hits all alike, and prints medians of req/s, p50
+and p99 with the ratio to the static h2o ceiling at the same connection count.
 
-    python3 bench/run.py [--runs 5] [--seconds 5] [--write docs/benchmarks.md]
+    python3 bench/run.py [--runs 5] [--seconds 5] [--connections 64,256] [--write docs/benchmarks.md]
 """
 import argparse
 import os
@@ -66,12 +67,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--connections", default="64,256",
+                    help="wrk connection counts, comma-separated; the first also drives the cluster part")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--write", help="also write the table into this markdown file")
     ap.add_argument("--no-cluster", action="store_true",
                     help="only the single-replica table (skip 3/10 replicas, propagation, memory, start-up)")
     args = ap.parse_args()
+    try:
+        conns = [int(c) for c in args.connections.split(",")]
+        if not conns or min(conns) < 1:
+            raise ValueError
+    except ValueError:
+        ap.error("--connections wants positive numbers separated by commas, not %r" % args.connections)
 
     replica_bin = os.path.join(args.build, "replica", "tally-replica")
     static_bin = os.path.join(args.build, "bench", "tally-static-h2o")
@@ -106,51 +114,63 @@ def main():
             cases.append(("replica + Redis (appendfsync %s) + MQTT" % fsync, "http://127.0.0.1:%d/" % rep.port,
                           rep))
 
-        # Warm-up, then interleaved measured runs.
+        # Warm-up, then interleaved measured runs. A replica's batch and publish counts are
+        # taken around each run, so the notes belong to one connection count.
         for _, url, _ in cases:
-            wrk(url, 1, args.connections)
-        results = {name: [] for name, _, _ in cases}
+            wrk(url, 1, conns[0])
+        keys = ("tally_redis_batches_total", "tally_redis_batched_requests_total",
+                "tally_mqtt_messages_published_total")
+        results = {(name, c): [] for name, _, _ in cases for c in conns}
+        counts = {(name, c): [0.0] * len(keys) for name, _, _ in cases for c in conns}
         for run in range(args.runs):
-            for name, url, _ in cases:
-                results[name].append(wrk(url, args.seconds, args.connections))
+            for c in conns:
+                for name, url, rep in cases:
+                    before = [rep.metric(k) for k in keys] if rep else None
+                    results[(name, c)].append(wrk(url, args.seconds, c))
+                    if rep:
+                        counts[(name, c)] = [t + rep.metric(k) - b for t, k, b in zip(counts[(name, c)], keys, before)]
             print("run %d/%d done" % (run + 1, args.runs), file=sys.stderr)
 
-        ceiling = statistics.median(r["rps"] for r in results[cases[0][0]])
+        rps_of = {k: statistics.median(r["rps"] for r in rs) for k, rs in results.items()}
         rows = []
-        for name, url, rep in cases:
-            rs = results[name]
-            rps = statistics.median(r["rps"] for r in rs)
-            extra = ""
-            if rep is not None:
-                batches = rep.metric("tally_redis_batches_total")
-                batched = rep.metric("tally_redis_batched_requests_total")
-                pubs = rep.metric("tally_mqtt_messages_published_total")
-                extra = "%.1f req/INCRBY, %.1f req/publish" % (batched / max(batches, 1), batched / max(pubs, 1))
-                if sum(r["non2xx"] for r in rs):
-                    extra += ", %d non-2xx" % sum(r["non2xx"] for r in rs)
-            rows.append("| %s | %.0f | %.2f | %.2f | %.0f%% | %s |" % (
-                name, rps, statistics.median(r["p50"] for r in rs), statistics.median(r["p99"] for r in rs),
-                100.0 * rps / ceiling, extra))
+        for c in conns:
+            ceiling = rps_of[(cases[0][0], c)]
+            for name, url, rep in cases:
+                rs = results[(name, c)]
+                extra = ""
+                if rep is not None:
+                    batches, batched, pubs = counts[(name, c)]
+                    extra = "%.1f req/INCRBY, %.1f req/publish" % (batched / max(batches, 1),
+                                                                   batched / max(pubs, 1))
+                    if sum(r["non2xx"] for r in rs):
+                        extra += ", %d non-2xx" % sum(r["non2xx"] for r in rs)
+                rows.append("| %d | %s | %.0f | %.2f | %.2f | %.0f%% | %s |" % (
+                    c, name, rps_of[(name, c)], statistics.median(r["p50"] for r in rs),
+                    statistics.median(r["p99"] for r in rs), 100.0 * rps_of[(name, c)] / ceiling, extra))
 
-        header = ("| case | req/s | p50 ms | p99 ms | vs ceiling | notes |\n"
-                  "|---|---:|---:|---:|---:|---|")
+        header = ("| connections | case | req/s | p50 ms | p99 ms | vs ceiling | notes |\n"
+                  "|---:|---|---:|---:|---:|---:|---|")
         table = header + "\n" + "\n".join(rows)
+        names = [n for n, _, _ in cases]
+
+        def ratio(name):
+            return " / ".join("%.0f%%" % (100 * rps_of[(name, c)] / rps_of[(names[0], c)]) for c in conns)
         if not args.no_cluster:
             for p in reversed(procs):  # the single-replica servers are done: free the cores
                 p.stop()
             for w in watchers:
                 w.stop()
             procs, watchers = [], []
-            single = {n: statistics.median(r["rps"] for r in results[n]) for n, _, _ in cases}
-            names = [n for n, _, _ in cases]
             scale, prop_table, summ = cluster.run_cluster(
-                workdir, args.runs, args.seconds, args.connections, wrk, single[names[-2]],
+                workdir, args.runs, args.seconds, conns[0], wrk, rps_of[(names[-2], conns[0])],
                 lambda m: print(m, file=sys.stderr))
-            every, always = single[names[-2]] / ceiling, single[names[-1]] / ceiling
             prop = summ["prop"]
+            at = " / ".join("%d" % c for c in conns)
             lines = [
-                "| one replica, appendfsync everysec, vs static ceiling | %.0f%% | >= 85%% |" % (100 * every),
-                "| one replica, appendfsync always, vs static ceiling | %.0f%% | >= 70%% |" % (100 * always),
+                "| one replica, appendfsync everysec, vs static ceiling, at %s connections | %s | >= 85%% |" % (
+                    at, ratio(names[-2])),
+                "| one replica, appendfsync always, vs static ceiling, at %s connections | %s | >= 70%% |" % (
+                    at, ratio(names[-1])),
                 "| 3 replicas on this host vs 1 (req/s all together) | %.0f%% | - |" % (100 * summ["scale3"]),
                 "| 10 replicas on this host vs 1 | %.0f%% | - |" % (100 * summ["scale10"])]
             for label, (p50, p99, mx) in prop.items():
@@ -164,8 +184,9 @@ def main():
                                                                                   summ["ready_max"])]
             table = ("| measure | reached | target |\n|---|---:|---|\n" + "\n".join(lines) +
                      "\n\n" + table + "\n\n" + scale + "\n\n" + prop_table)
-        env = "%s, %d cores, %s; wrk -t1 -c%d, %d runs x %d s, medians" % (
-            time.strftime("%Y-%m-%d"), os.cpu_count(), platform.release(), args.connections, args.runs, args.seconds)
+        env = "%s, %d cores, %s; wrk -t1 -c%s, %d runs x %d s, medians" % (
+            time.strftime("%Y-%m-%d"), os.cpu_count(), platform.release(), "/".join(map(str, conns)), args.runs,
+            args.seconds)
         print(table)
         print(env)
         if args.write:

@@ -223,7 +223,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         lifted = reply->element[1]->integer;
         refused = reply->element[2]->integer;
     }
-    if (total_reply < 0 || lifted < 0 || tally_batch_first(total_reply, b->n, &first) != TALLY_OK) {
+    if (total_reply < 0 || lifted < 0 ||
+        (!refused && tally_batch_first(total_reply, b->n, &first) != TALLY_OK)) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
             tally_error("redis: the increment failed: %s", reply->str);
