@@ -193,6 +193,15 @@ class ExactlyOnceTest(ClusterTest):
         self.proxy.close()
         super().tearDown()
 
+    def _release(self, threads, *drops):
+        """Stops swallowing bytes, cuts the connections (the replica reconnects and resends)
+        and waits for the requests in flight."""
+        for d in drops:
+            d.clear()
+        self.proxy.cut()
+        for t in threads:
+            t.join()
+
     def _five_in_flight(self):
         results = []
         threads = [threading.Thread(target=lambda: results.append(self.rep.count())) for _ in range(5)]
@@ -204,10 +213,7 @@ class ExactlyOnceTest(ClusterTest):
         self.proxy.drop_replies.set()
         threads, results = self._five_in_flight()
         wait_for(lambda: self.r.total() == 6, what="Redis to apply the increments whose replies are lost")
-        self.proxy.drop_replies.clear()
-        self.proxy.cut()
-        for t in threads:
-            t.join()
+        self._release(threads, self.proxy.drop_replies)
         self.assertEqual(sorted(x[0] for x in results), [200] * 5, "the requests got their answers")
         self.assertEqual(sorted(x[2] for x in results), [2, 3, 4, 5, 6], "their real totals")
         self.assertEqual(self.r.total(), 6, "applied exactly once")
@@ -222,10 +228,7 @@ class ExactlyOnceTest(ClusterTest):
         self.proxy.drop_replies.set()
         threads, results = self._five_in_flight()
         wait_for(lambda: self.r.total() == base + 5, what="Redis to apply the increments whose replies are lost")
-        self.proxy.drop_replies.clear()
-        self.proxy.cut()
-        for t in threads:
-            t.join()
+        self._release(threads, self.proxy.drop_replies)
         self.assertEqual(sorted(x[2] for x in results), [base + i for i in range(1, 6)])
         self.assertEqual(self.r.total(), base + 5)
 
@@ -235,10 +238,7 @@ class ExactlyOnceTest(ClusterTest):
         wait_for(lambda: self.rep.metric('tally_http_requests_total{route="count"}') == 6,
                  what="5 requests in flight")
         self.assertEqual(self.r.total(), 1, "nothing reached Redis")
-        self.proxy.drop_requests.clear()
-        self.proxy.cut()
-        for t in threads:
-            t.join()
+        self._release(threads, self.proxy.drop_requests)
         self.assertEqual(sorted(x[0] for x in results), [200] * 5)
         self.assertEqual(sorted(x[2] for x in results), [2, 3, 4, 5, 6])
         self.assertEqual(self.r.total(), 6, "applied once, on the resend")
@@ -250,9 +250,7 @@ class ExactlyOnceTest(ClusterTest):
         for t in threads:
             t.join()  # REDIS_TIMEOUT_MS (5 s) after the first send
         self.assertEqual(sorted(x[0] for x in results), [503] * 5)
-        self.proxy.drop_requests.clear()
-        self.proxy.drop_replies.clear()
-        self.proxy.cut()
+        self._release(threads, self.proxy.drop_requests, self.proxy.drop_replies)
         wait_for(lambda: self.rep.count()[0] == 200, what="serving again")
 
     def test_lost_writes_lifted_over_a_batch_whose_reply_never_came(self):
@@ -268,10 +266,7 @@ class ExactlyOnceTest(ClusterTest):
         self.r.command("SET", "total_count", "1")  # the crash: writes and ring records gone
         for key in self.r.command("KEYS", "tally:batches:*"):
             self.r.command("DEL", key)
-        self.proxy.drop_replies.clear()
-        self.proxy.cut()
-        for t in threads:
-            t.join()
+        self._release(threads, self.proxy.drop_replies)
         self.assertEqual([x[0] for x in results], [503] * 5, "counted once (in the lift) or never: 503")
         self.assertEqual(self.r.total(), 7, "the Jepsen rule: 7 attempted, not 12 counted")
         self.assertGreaterEqual(self.rep.metric("tally_redis_refused_resends_total"), 1)
@@ -281,10 +276,7 @@ class ExactlyOnceTest(ClusterTest):
         threads, results = self._five_in_flight()
         wait_for(lambda: self.rep.metric('tally_http_requests_total{route="count"}') == 11,
                  what="5 more requests in flight")
-        self.proxy.drop_requests.clear()
-        self.proxy.cut()
-        for t in threads:
-            t.join()
+        self._release(threads, self.proxy.drop_requests)
         self.assertEqual(sorted(x[0] for x in results), [200] * 5)
         self.assertEqual(sorted(x[2] for x in results), [8, 9, 10, 11, 12])
         self.assertEqual(self.r.total(), 12)
