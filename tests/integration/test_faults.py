@@ -281,6 +281,39 @@ class ExactlyOnceTest(ClusterTest):
         self.assertEqual(sorted(x[2] for x in results), [8, 9, 10, 11, 12])
         self.assertEqual(self.r.total(), 12)
 
+    def test_a_refused_resend_larger_than_the_total_is_still_a_refusal(self):
+        # One batch of five, applied but unanswered; Redis then comes back at 3 with a lift
+        # mark of 3, above the batch's first-send floor of 1: refused, though the total it
+        # answers (3) is smaller than the batch. A refusal all the same, not an error.
+        from harness import _read_response
+        self.proxy.drop_replies.set()
+        socks = [socket.create_connection(("127.0.0.1", self.rep.port), timeout=30) for _ in range(5)]
+        try:
+            for s in socks:  # accepted and read from before the stop
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            files = [s.makefile("rb") for s in socks]
+            self.assertEqual([_read_response(f)[0] for f in files], [200] * 5)
+            self.rep.p.send_signal(signal.SIGSTOP)  # the five requests meet in one loop pass
+            for s in socks:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.rep.p.send_signal(signal.SIGCONT)
+            wait_for(lambda: self.r.total() == 6, what="Redis to apply the batch whose reply is lost")
+            self.assertEqual(self.rep.metric("tally_redis_batches_total"), 2, "one batch of five")
+            self.r.command("SET", "total_count", "3")
+            self.r.command("SET", "tally:lifted", "3")
+            for key in self.r.command("KEYS", "tally:batches:*"):
+                self.r.command("DEL", key)
+            self._release([], self.proxy.drop_replies)
+            answers = [_read_response(f) for f in files]
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual([a[0] for a in answers], [503] * 5)
+        self.assertIn("Redis lost writes", answers[0][1])
+        self.assertEqual(self.rep.metric("tally_redis_refused_resends_total"), 1)
+        self.assertEqual(self.rep.metric("tally_redis_errors_total"), 0)
+        self.assertEqual(self.r.total(), 3)
+
     def test_script_cache_flushed_under_the_replica(self):
         self.assertEqual(self.rep.count()[0:3:2], (200, 2))
         self.r.command("SCRIPT", "FLUSH")
