@@ -1,12 +1,23 @@
 """Faults: Redis killed and restarted from its AOF, Redis stalled, the broker restarted,
 garbage on total_count, clients that leave, SIGTERM with requests in flight."""
 import json
+import os
 import signal
 import socket
 import threading
 import time
 
 from harness import LOAD_SCALE, ClusterTest, Redis, load, wait_for
+
+
+def all_stopped(pid):
+    """True once every thread of @pid is stopped (SIGSTOP takes effect asynchronously)."""
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        with open("%s/%s/stat" % (task, tid)) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                return False
+    return True
 
 
 class RedisFaultTest(ClusterTest):
@@ -294,6 +305,7 @@ class ExactlyOnceTest(ClusterTest):
             files = [s.makefile("rb") for s in socks]
             self.assertEqual([_read_response(f)[0] for f in files], [200] * 5)
             self.rep.p.send_signal(signal.SIGSTOP)  # the five requests meet in one loop pass
+            wait_for(lambda: all_stopped(self.rep.p.pid), what="the replica to stop")
             for s in socks:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             self.rep.p.send_signal(signal.SIGCONT)
