@@ -39,17 +39,19 @@
  * top in the lift mark, and a resend not found in the ring, first sent while the replica
  * knew less than that top, is refused: its requests get 503 (counted once or not at all,
  * which the Jepsen rule allows; never twice). A resend first sent above the top cannot lie
- * inside the lifted range and is applied as usual. Totals pass through Lua numbers and are
+ * inside the lifted range and is applied as usual. A mark that is not a number counts as
+ * none, and the next lift writes over it. Totals pass through Lua numbers and are
  * written with %d: exact up to 2^53. */
 static const char batch_script[] =
     "local seq = ARGV[1] "
     "local slot = tostring(tonumber(seq) % tonumber(ARGV[3])) "
     "local floor = tonumber(ARGV[6]) "
+    "local function mark() return tonumber(redis.call('GET', KEYS[3]) or 0) or 0 end "
     "local function lift_to(before) "
     "  local lift = floor - before "
     "  if lift <= 0 then return 0 end "
     "  redis.call('INCRBY', KEYS[1], lift) "
-    "  if floor > tonumber(redis.call('GET', KEYS[3]) or 0) then "
+    "  if floor > mark() then "
     "    redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[4]) "
     "  end "
     "  return lift "
@@ -66,7 +68,7 @@ static const char batch_script[] =
     "    end "
     "  end "
     "  lifted = lift_to(tonumber(redis.call('GET', KEYS[1]) or 0)) "
-    "  if tonumber(ARGV[7]) < tonumber(redis.call('GET', KEYS[3]) or 0) then "
+    "  if tonumber(ARGV[7]) < mark() then "
     "    redis.call('HSET', KEYS[2], slot, seq .. ':r') "
     "    redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
     "    return {tonumber(redis.call('GET', KEYS[1]) or 0), lifted, 1} "

@@ -351,6 +351,18 @@ class LostWritesTest(ClusterTest):
         self.assertEqual(r1.metric("tally_redis_total_lifted_total"), 18)
         self.assertIn("below the highest total already handed out", r1.output())
 
+    def test_garbage_in_the_lift_mark_neither_stops_counting_nor_the_lift(self):
+        redis = self.redis()
+        broker = self.broker()
+        r1 = self.replica(redis, broker, "r1")
+        redis.command("SET", "tally:lifted", "not a number")
+        for _ in range(10):
+            self.assertEqual(r1.count()[0], 200)
+        redis.command("SET", "total_count", "4")
+        self.assertEqual(r1.count()[0:3:2], (200, 11), "lifted back to 10 first")
+        self.assertEqual(redis.command("GET", "tally:lifted"), "10", "the lift wrote over the garbage")
+        self.assertEqual(r1.metric("tally_redis_errors_total"), 0)
+
     def test_a_peer_that_only_heard_the_total_raises_it_too(self):
         redis = self.redis()
         broker = self.broker()
