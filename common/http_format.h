@@ -1,5 +1,5 @@
 /* What a replica says over HTTP, kept free of h2o so it can be unit-tested and fuzzed:
- * route lookup, content negotiation, and the exact bodies DESIGN.md promises. */
+ * route lookup, content negotiation, and the exact bodies docs/api.md promises. */
 #ifndef TALLY_HTTP_FORMAT_H
 #define TALLY_HTTP_FORMAT_H
 
@@ -33,7 +33,7 @@ size_t tally_json_escape(char *dst, size_t size, const char *src);
 /* The answers below return the body length, or (size_t)-1 if @p size was too small.
  * @p instance is "<host>:<port>"; the JSON forms take it already escaped. */
 
-/** The text answer of GET / (DESIGN.md, exactly). */
+/** The text answer of GET / (docs/api.md, exactly). */
 size_t tally_format_count_text(char *buf, size_t size, const char *instance, uint64_t n, uint64_t m);
 /** The JSON answer of GET /: {"instance":...,"instance_count":N,"cluster_total":M} */
 size_t tally_format_count_json(char *buf, size_t size, const char *instance_json, uint64_t n, uint64_t m);

@@ -1,5 +1,6 @@
 #include "mqtt_link.h"
 #include "log.h"
+#include "sign.h"
 
 #include <string.h>
 #include <time.h>
@@ -83,17 +84,61 @@ static void on_connection_lost(void *context, char *cause)
     tally_warn("mqtt %s: connection lost (%s); reconnecting", link->url, cause ? cause : "no reason given");
 }
 
+/* Returns 1 when @p message carries a valid signature for @p topic under the link's secret. */
+static int authentic(const tally_mqtt_link_t *link, const char *topic, const MQTTAsync_message *message)
+{
+    const MQTTProperties *props = &message->properties;
+    for (int i = 0; i < props->count; i++) {
+        const MQTTProperty *p = &props->array[i];
+        if (p->identifier != MQTTPROPERTY_CODE_USER_PROPERTY ||
+            p->value.data.len != (int)sizeof(TALLY_SIG_PROPERTY) - 1 ||
+            memcmp(p->value.data.data, TALLY_SIG_PROPERTY, sizeof(TALLY_SIG_PROPERTY) - 1) != 0)
+            continue;
+        return tally_sign_verify(link->secret, link->secret_len, topic, message->payload,
+                                 (size_t)(message->payloadlen > 0 ? message->payloadlen : 0),
+                                 p->value.value.data,
+                                 (size_t)(p->value.value.len > 0 ? p->value.value.len : 0)) == TALLY_OK;
+    }
+    return 0;
+}
+
 static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsync_message *message)
 {
     tally_mqtt_link_t *link = context;
     (void)topiclen;
     atomic_fetch_add(&link->received, 1);
-    if (link->on_message != NULL)
+    if (link->secret != NULL && link->secret_len > 0 && !authentic(link, topic, message)) {
+        unsigned long long n = atomic_fetch_add(&link->forged, 1) + 1;
+        if ((n & (n - 1)) == 0)
+            tally_warn("mqtt %s: dropped a%s message on %s without a valid signature (%llu dropped so far; "
+                       "is someone publishing with an account that should not, or does a sender lack "
+                       "CLUSTER_SECRET?)",
+                       link->url, message->retained ? " retained" : "", topic, n);
+    } else if (link->on_message != NULL) {
         link->on_message(link->data, topic, message->payload,
                          (size_t)(message->payloadlen > 0 ? message->payloadlen : 0), message->retained);
+    }
     MQTTAsync_freeMessage(&message);
     MQTTAsync_free(topic);
     return 1;
+}
+
+/* Adds the signature of (@p topic, @p payload) to @p props when the link has a secret.
+ * Returns TALLY_OK when one was added (free @p props after use), TALLY_ERR when none was. */
+static int add_signature(const tally_mqtt_link_t *link, MQTTProperties *props, const char *topic,
+                         const void *payload, size_t len)
+{
+    char sig[TALLY_SIG_HEX_LEN + 1];
+    if (link->secret == NULL || link->secret_len == 0)
+        return TALLY_ERR;
+    tally_sign(link->secret, link->secret_len, topic, payload, len, sig);
+    MQTTProperty p;
+    p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
+    p.value.data.data = (char *)TALLY_SIG_PROPERTY;
+    p.value.data.len = (int)sizeof(TALLY_SIG_PROPERTY) - 1;
+    p.value.value.data = sig;
+    p.value.value.len = TALLY_SIG_HEX_LEN;
+    return MQTTProperties_add(props, &p) == 0 ? TALLY_OK : TALLY_ERR;
 }
 
 static void connect_now(tally_mqtt_link_t *link)
@@ -108,6 +153,7 @@ static void connect_now(tally_mqtt_link_t *link)
     opts.onFailure5 = on_connect_fail;
     opts.context = link;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    MQTTProperties will_props = MQTTProperties_initializer;
     if (link->will_topic != NULL) {
         will.topicName = link->will_topic;
         will.message = NULL;
@@ -116,6 +162,9 @@ static void connect_now(tally_mqtt_link_t *link)
         will.retained = 1;
         will.qos = 1;
         opts.will = &will;
+        if (add_signature(link, &will_props, link->will_topic, link->will_payload, link->will_len) ==
+            TALLY_OK)
+            opts.willProperties = &will_props;
     }
     if (link->username != NULL && link->username[0] != '\0')
         opts.username = link->username;
@@ -123,6 +172,7 @@ static void connect_now(tally_mqtt_link_t *link)
         opts.password = link->password;
     atomic_store(&link->state_, ST_CONNECTING);
     int rc = MQTTAsync_connect(link->client_, &opts);
+    MQTTProperties_free(&will_props);
     if (rc != MQTTASYNC_SUCCESS) {
         atomic_store(&link->state_, ST_FAILED);
         tally_warn("mqtt %s: connect refused locally (code %d)", link->url, rc);
@@ -139,6 +189,7 @@ int tally_mqtt_link_start(tally_mqtt_link_t *link)
     atomic_init(&link->publish_failures, 0);
     atomic_init(&link->received, 0);
     atomic_init(&link->connects, 0);
+    atomic_init(&link->forged, 0);
     atomic_init(&link->failures_, 0);
     tally_backoff_init(&link->backoff_, 250, 4000);
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
@@ -186,7 +237,11 @@ int tally_mqtt_link_publish(tally_mqtt_link_t *link, const char *topic, const vo
     msg.payloadlen = (int)len;
     msg.qos = qos;
     msg.retained = retained;
-    int rc = MQTTAsync_sendMessage(link->client_, topic, &msg, NULL);
+    /* paho 1.3 takes a message's v5 properties only when response options are passed too. */
+    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    add_signature(link, &msg.properties, topic, payload, len);
+    int rc = MQTTAsync_sendMessage(link->client_, topic, &msg, &opts);
+    MQTTProperties_free(&msg.properties); /* paho sends a copy */
     if (rc != MQTTASYNC_SUCCESS) {
         atomic_fetch_add_explicit(&link->publish_failures, 1, memory_order_relaxed);
         return TALLY_ERR;

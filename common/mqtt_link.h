@@ -33,6 +33,11 @@ typedef struct tally_mqtt_link {
     const char *will_topic;
     const void *will_payload;
     size_t will_len;
+    /* Cluster secret (optional, not copied): when set, every publish and the Will carry a
+     * signature (sign.h), and a message received without a valid one is dropped before
+     * on_message, counted in `forged` and logged (1st, 2nd, 4th, 8th... time). */
+    const char *secret;
+    size_t secret_len;
     /* called on a paho thread after every connect, once subscriptions are requested */
     void (*on_connect)(void *data);
     /* called on a paho thread; payload is not NUL-terminated and only valid during the call */
@@ -43,6 +48,7 @@ typedef struct tally_mqtt_link {
     atomic_int connected;  /* the TCP/MQTT session is up */
     atomic_int subscribed; /* every topic's SUBACK arrived on the current session */
     atomic_ullong published, publish_failures, received, connects;
+    atomic_ullong forged; /* messages dropped for want of a valid signature */
 
     /* private */
     MQTTAsync client_;

@@ -48,6 +48,9 @@ static void metrics(h2o_req_t *req)
                       g_pub.redis.state == TALLY_REDIS_UP);
     tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
                       atomic_load(&g_pub.mqtt.connected));
+    tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
+                      "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
+                      (double)atomic_load(&g_pub.mqtt.forged));
     tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", ready());
     if (m.failed)
         respond(req, 500, "Internal Server Error", "application/json",

@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "sign.h"
 #include "publisher.h"
 
 #define OPT(field) offsetof(struct publisher_config, field), sizeof(((struct publisher_config *)0)->field)
@@ -23,6 +24,10 @@ const tally_opt_t publisher_options[] = {
     {"MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt_password), 0, 0, "", "MQTT password", NULL},
     {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
      "MQTT client id [default: publisher-<instance>]", tally_check_instance_id},
+    {"CLUSTER_SECRET", TALLY_OPT_SECRET, OPT(cluster_secret), 0, 0, "",
+     "shared secret that signs totals and statuses on MQTT; messages without a valid signature are dropped "
+     "(empty: nothing is signed or checked)",
+     tally_check_secret},
     {"PUBLISH_INTERVAL_MS", TALLY_OPT_INT, OPT(publish_interval_ms), 10, 600000, "1000",
      "how often the leader reads the total and publishes it if it changed", NULL},
     {"HEARTBEAT_MS", TALLY_OPT_INT, OPT(heartbeat_ms), 100, 3600000, "5000",

@@ -28,6 +28,7 @@ struct publisher_config {
     char mqtt_username[128];
     char mqtt_password[512];
     char mqtt_client_id[128];
+    char cluster_secret[256];
     int publish_interval_ms;
     int heartbeat_ms;
     char lease_key[128];

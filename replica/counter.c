@@ -148,13 +148,14 @@ static void batch_release(struct worker *w, struct batch *b)
     w->free_batches = b;
 }
 
-/* Answers every request of @p b with 503; the batch is left empty. */
+/* Hands every request of @p b the result "not counted: @p message"; the batch is left empty. */
 static void batch_fail(struct worker *w, struct batch *b, const char *message)
 {
+    const struct counter_result failed = {0, 0, 0, message};
     for (size_t i = 0; i < b->n; i++) {
         h2o_req_t *req = detach(&b->items[i]);
         if (req != NULL)
-            routes_unavailable(req, message);
+            b->items[i].done(req, b->items[i].tag, &failed);
     }
     w->waiting -= b->n;
     b->n = 0;
@@ -267,8 +268,9 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         h2o_req_t *req = detach(&b->items[i]);
         /* A request whose client left was still counted in Redis: it keeps its M, unseen. */
         if (req != NULL) {
-            uint64_t n = atomic_fetch_add_explicit(&g_replica.served, 1, memory_order_relaxed) + 1;
-            routes_counted(req, b->items[i].json, n, first + i);
+            struct counter_result ok = {1, 0, first + i, NULL};
+            ok.n = atomic_fetch_add_explicit(&g_replica.served, 1, memory_order_relaxed) + 1;
+            b->items[i].done(req, b->items[i].tag, &ok);
         }
     }
     w->waiting -= b->n;
@@ -332,20 +334,25 @@ void counter_fail_waiting(struct worker *w)
     }
 }
 
-void counter_submit(struct worker *w, h2o_req_t *req, int json)
+int counter_can_count(const struct worker *w)
 {
-    if (!w->redis_seeded) {
-        routes_unavailable(req, "Redis is not reachable; the request was not counted");
-        return;
-    }
-    if (w->open == NULL && (w->open = batch_new(w)) == NULL) {
-        routes_unavailable(req, "out of memory");
+    return w->redis_seeded;
+}
+
+void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag)
+{
+    if (!w->redis_seeded || (w->open == NULL && (w->open = batch_new(w)) == NULL)) {
+        const struct counter_result failed = {
+            0, 0, 0,
+            w->redis_seeded ? "out of memory" : "Redis is not reachable; the request was not counted"};
+        done(req, tag, &failed);
         return;
     }
     struct pending **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_dispose);
     struct pending *p = &w->open->items[w->open->n++];
     p->req = req;
-    p->json = json;
+    p->done = done;
+    p->tag = tag;
     p->slot_ = slot;
     *slot = p;
     w->waiting++;
@@ -366,7 +373,9 @@ static void on_publish_timer(uv_timer_t *t)
  * timer, so the newest total is never left unpublished. */
 void counter_publish(struct worker *w)
 {
-    if (w->newest_total <= w->published_total ||
+    /* Only a total above everything this replica knows is news: one below a peer's total
+     * would show a watcher of total_count a step back (and tells the peers nothing). */
+    if (w->newest_total <= w->published_total || w->newest_total < tally_cache_value(&g_replica.cache) ||
         !atomic_load_explicit(&g_replica.mqtt.connected, memory_order_relaxed))
         return;
     uint64_t now = uv_hrtime();

@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
-    /* glibc trimming and regrowing the heap on every request costs 2.5x (PLATFORM-NOTES). */
+    /* glibc trimming and regrowing the heap on every request costs 2.5x (docs/profiling.md). */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     signal(SIGPIPE, SIG_IGN);
 
@@ -95,6 +95,12 @@ int main(int argc, char **argv)
     mq->client_id = cfg->mqtt_client_id;
     mq->username = cfg->mqtt_username;
     mq->password = cfg->mqtt_password;
+    mq->secret = cfg->cluster_secret;
+    mq->secret_len = strlen(cfg->cluster_secret);
+    if (mq->secret_len == 0)
+        tally_warn(
+            "CLUSTER_SECRET is not set: totals and statuses are neither signed nor checked, so any client "
+            "allowed to publish on the broker can move this cluster's count (see docs/mqtt.md)");
     mq->topics[0] = REPLICA_TOPIC_TOTAL;
     mq->topics[1] = TALLY_STATUS_TOPIC_PREFIX "+" TALLY_STATUS_TOPIC_SUFFIX;
     mq->ntopics = 2;

@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "sign.h"
 #include "replica.h"
 
 #define OPT(field) offsetof(struct replica_config, field), sizeof(((struct replica_config *)0)->field)
@@ -26,6 +27,10 @@ const tally_opt_t replica_options[] = {
     {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
      "MQTT client id; the broker ACL lets it write replicas/<client id>/status [default: INSTANCE_ID]",
      tally_check_instance_id},
+    {"CLUSTER_SECRET", TALLY_OPT_SECRET, OPT(cluster_secret), 0, 0, "",
+     "shared secret that signs totals and statuses on MQTT; messages without a valid signature are dropped "
+     "(empty: nothing is signed or checked)",
+     tally_check_secret},
     {"PUBLISH_INTERVAL_US", TALLY_OPT_INT, OPT(publish_interval_us), 0, 1000000, "2000",
      "least time between two total_count publishes of one thread (0: every loop pass); an idle replica "
      "publishes at once",

@@ -34,6 +34,7 @@ struct replica_config {
     char mqtt_username[128];
     char mqtt_password[512];
     char mqtt_client_id[128];
+    char cluster_secret[256];
     int publish_interval_us;
     int publish_eager_rps;
     int presence_interval_ms;
@@ -87,16 +88,30 @@ struct replica {
     int nworkers;
     atomic_int redis_ready; /* workers whose Redis link is up and seeded */
     atomic_int stopping;    /* SIGTERM seen: draining */
+    atomic_int started_up;  /* the start-up gate of /readyz passed once (see routes.c) */
 };
 
 extern struct replica g_replica;
+
+/* What became of a counted request: counted (n is this process's N, m the cluster's M), or
+ * not (message says why: the caller answers 503). */
+struct counter_result {
+    int counted;
+    uint64_t n, m;
+    const char *message;
+};
+
+/** A counted request's completion, registered with counter_submit: called exactly once per
+ *  request still alive, on the worker's thread; @p tag is the caller's, passed back. */
+typedef void (*counter_done_fn)(h2o_req_t *req, int tag, const struct counter_result *result);
 
 /* A counted request waiting for its INCRBY reply. Lives in a batch, outside the request's
  * memory pool, because the client may go away (and h2o free the request) first. */
 struct pending {
     h2o_req_t *req;         /* NULL once h2o disposed of the request */
     struct pending **slot_; /* the request-pool slot that points back here; NULL when detached */
-    int json;
+    counter_done_fn done;
+    int tag;
 };
 
 #define BATCH_MAX 512
@@ -162,8 +177,11 @@ void worker_run(struct worker *w);
 void worker_request_stop(struct worker *w);
 
 /* counter.c: the group commit */
-/** Queues a counted GET / on @p w: answered once its INCRBY returns, or at once with 503. */
-void counter_submit(struct worker *w, h2o_req_t *req, int json);
+/** Queues a counted request on @p w; @p done learns its result once its INCRBY returns (or at
+ *  once, when it cannot be counted). The counter knows nothing of HTTP answers. */
+void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag);
+/** Returns 1 when @p w could count a request now (its Redis link is up and seeded). */
+int counter_can_count(const struct worker *w);
 /** End of a loop pass: sends the open batch and publishes the newest total. */
 void counter_flush(struct worker *w);
 /** Publishes the newest total if one is due (also from the trailing timer). */
@@ -184,10 +202,6 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req);
 /** Answers @p req with @p status and a body; @p content_type NULL means JSON. */
 void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
                     const char *body, size_t len);
-/** Answers 503 with Retry-After and a JSON error body. */
-void routes_unavailable(h2o_req_t *req, const char *message);
-/** Answers a counted request 200 with its totals. */
-void routes_counted(h2o_req_t *req, int json, uint64_t n, uint64_t m);
 /** Returns 1 when the process is ready to take traffic (/readyz). */
 int replica_is_ready(void);
 

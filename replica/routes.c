@@ -1,5 +1,7 @@
 /* The HTTP face of a replica: one h2o handler dispatching on the normalized path.
- * Only GET / counts; health, readiness, totals, metrics and errors never move a counter. */
+ * Only GET / counts; health, readiness, totals, metrics, HEAD and errors never move a
+ * counter. HEAD is answered on every GET route with the GET's status and headers: h2o
+ * itself leaves the body out of an answer to HEAD. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +31,15 @@ void routes_respond(h2o_req_t *req, int status, const char *reason, const char *
     count_status(status);
     req->res.status = status;
     req->res.reason = reason;
-    req->res.content_length = len; /* h2o_send_inline would otherwise answer chunked */
+    /* h2o_send_inline would otherwise answer chunked; SIZE_MAX (a HEAD that cannot know the
+     * GET's length) sends none. */
+    req->res.content_length = len;
     if (content_type == NULL)
         content_type = CT_JSON;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, body, len);
+    h2o_send_inline(req, body, len == SIZE_MAX ? 0 : len);
 }
 
 static void respond_error(h2o_req_t *req, int status, const char *reason, const char *code,
@@ -48,17 +52,22 @@ static void respond_error(h2o_req_t *req, int status, const char *reason, const 
     routes_respond(req, status, reason, CT_JSON, body, len);
 }
 
-void routes_unavailable(h2o_req_t *req, const char *message)
+static void respond_unavailable(h2o_req_t *req, const char *message)
 {
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     respond_error(req, 503, "Service Unavailable", "redis_unavailable", message);
 }
 
-void routes_counted(h2o_req_t *req, int json, uint64_t n, uint64_t m)
+/* The completion of a counted GET / (counter_submit): @p json is the tag. */
+static void on_counted(h2o_req_t *req, int json, const struct counter_result *r)
 {
     char body[1024];
-    size_t len = json ? tally_format_count_json(body, sizeof(body), g_replica.instance_json, n, m)
-                      : tally_format_count_text(body, sizeof(body), g_replica.instance, n, m);
+    if (!r->counted) {
+        respond_unavailable(req, r->message);
+        return;
+    }
+    size_t len = json ? tally_format_count_json(body, sizeof(body), g_replica.instance_json, r->n, r->m)
+                      : tally_format_count_text(body, sizeof(body), g_replica.instance, r->n, r->m);
     if (len == (size_t)-1) {
         respond_error(req, 500, "Internal Server Error", "internal", "answer too long");
         return;
@@ -66,10 +75,21 @@ void routes_counted(h2o_req_t *req, int json, uint64_t n, uint64_t m)
     routes_respond(req, 200, "OK", json ? CT_JSON : CT_TEXT, body, len);
 }
 
+/* Readiness is "can count": every worker's Redis link up and seeded, not draining. The MQTT
+ * subscription is part of the start-up gate only (a fresh process must hear the retained
+ * and live totals before it takes traffic); once passed, a broker outage never makes the
+ * replica unready, since it still counts exactly. */
 int replica_is_ready(void)
 {
-    return !atomic_load(&g_replica.stopping) && atomic_load(&g_replica.redis_ready) == g_replica.nworkers &&
-           atomic_load(&g_replica.mqtt.subscribed);
+    int redis = atomic_load(&g_replica.redis_ready) == g_replica.nworkers;
+    if (atomic_load(&g_replica.stopping) || !redis)
+        return 0;
+    if (atomic_load(&g_replica.started_up))
+        return 1;
+    if (!atomic_load(&g_replica.mqtt.subscribed))
+        return 0;
+    atomic_store(&g_replica.started_up, 1);
+    return 1;
 }
 
 static void handle_readyz(h2o_req_t *req)
@@ -78,7 +98,7 @@ static void handle_readyz(h2o_req_t *req)
     int redis = atomic_load(&g_replica.redis_ready) == g_replica.nworkers;
     int mqtt = atomic_load(&g_replica.mqtt.subscribed);
     int stopping = atomic_load(&g_replica.stopping);
-    int ready = redis && mqtt && !stopping;
+    int ready = replica_is_ready();
     size_t len =
         (size_t)snprintf(body, sizeof(body), "{\"ready\":%s,\"redis\":%s,\"mqtt\":%s,\"stopping\":%s}",
                          ready ? "true" : "false", redis ? "true" : "false", mqtt ? "true" : "false",
@@ -168,6 +188,9 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_mqtt_status_dropped_total", "counter",
                       "replicas/+/status payloads dropped because they were not a valid status.",
                       LOAD(s->status_dropped));
+    tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
+                      "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
+                      LOAD(mq->forged));
     tally_metrics_add(&m, "tally_cluster_total", "gauge", "The cached cluster total.",
                       (double)tally_cache_value(&g_replica.cache));
     int64_t age = tally_cache_age_ms(&g_replica.cache, tally_now_ms());
@@ -197,9 +220,11 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req)
         respond_error(req, 404, "Not Found", "not_found", "no such route; try GET /");
         return 0;
     }
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-        respond_error(req, 405, "Method Not Allowed", "method_not_allowed", "only GET is allowed here");
+    int head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (!head && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        respond_error(req, 405, "Method Not Allowed", "method_not_allowed",
+                      "only GET and HEAD are allowed here");
         return 0;
     }
     switch (route) {
@@ -207,7 +232,17 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req)
         ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
         int json = i >= 0 && tally_accept_wants_json(req->headers.entries[i].value.base,
                                                      req->headers.entries[i].value.len);
-        counter_submit(w, req, json);
+        /* The answer depends on Accept: caches must key on it. */
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept"));
+        if (!head) {
+            counter_submit(w, req, on_counted, json);
+        } else if (!counter_can_count(w)) {
+            respond_unavailable(req, "Redis is not reachable; a GET would not be counted");
+        } else {
+            /* HEAD never counts: the GET's status and type, without N and M, so without the
+             * length a GET's body would have. */
+            routes_respond(req, 200, "OK", json ? CT_JSON : CT_TEXT, NULL, SIZE_MAX);
+        }
         break;
     }
     case TALLY_ROUTE_TOTAL:

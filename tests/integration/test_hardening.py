@@ -1,0 +1,199 @@
+"""Hardening: no forged MQTT message moves anything, readiness means "can count", HEAD on
+every GET route, and the lifecycle (SIGHUP, drain, duplicate INSTANCE_ID, presence expiry)."""
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (LOAD_SCALE, ClusterTest, Redis, SecureBroker, load, retained, wait_for, ROOT,
+                     _read_response)
+
+SECRET = "test-cluster-secret-0123456789"
+SIGNED = {"CLUSTER_SECRET": SECRET}
+
+
+def signature(topic, payload, secret=SECRET):
+    """What a holder of the secret attaches (common/sign.h): HMAC-SHA256 of tally1 NUL topic NUL payload."""
+    return hmac.new(secret.encode(), b"tally1\0" + topic.encode() + b"\0" + payload.encode(), hashlib.sha256).hexdigest()
+
+
+def pub5(port, topic, payload, sig=None, retain=False, auth=()):
+    """mosquitto_pub over MQTT v5, with a tally-sig user property when sig is given."""
+    argv = ["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(port), "-t", topic, "-m", payload,
+            "-q", "1"] + list(auth)
+    if sig is not None:
+        argv += ["-D", "publish", "user-property", "tally-sig", sig]
+    if retain:
+        argv += ["-r"]
+    subprocess.run(argv, check=True, timeout=10, capture_output=True)
+
+
+class ForgeryTest(ClusterTest):
+    """A cluster with CLUSTER_SECRET: forged totals and statuses move nothing, signed ones still do."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+        self.a = self.replica(self.r, self.b, instance="a", extra_env=SIGNED)
+        self.c = self.replica(self.r, self.b, instance="c", extra_env=SIGNED)
+
+    def settle(self, rep, before):
+        """Waits until @p rep has dropped @p before + 1 unsigned messages."""
+        wait_for(lambda: rep.metric("tally_mqtt_unsigned_dropped_total") > before, what="the forgery to be dropped")
+
+    def test_signed_totals_still_propagate_between_replicas(self):
+        for _ in range(5):
+            self.assertEqual(self.a.count()[0], 200)
+        wait_for(lambda: self.c.total() == 5, what="c to learn a's signed total over MQTT")
+        self.assertEqual(self.c.metric("tally_mqtt_unsigned_dropped_total"), 0)
+
+    def test_forged_totals_leave_redis_and_the_caches_unmoved(self):
+        self.assertEqual(self.a.count()[0], 200)
+        wait_for(lambda: self.c.total() == 1, what="c to learn the total")
+        forged = "3000000000"
+        dropped = self.c.metric("tally_mqtt_unsigned_dropped_total")
+        self.b.publish(forged)  # plain, v3.1.1
+        pub5(self.b.port, "total_count", forged, sig="00" * 32)  # v5, wrong signature
+        pub5(self.b.port, "total_count", forged, sig=signature("replicas/a/status", forged))  # other topic's
+        pub5(self.b.port, "total_count", forged, sig=signature("total_count", forged, secret="another-secret-123456"))
+        pub5(self.b.port, "total_count", forged, retain=True)  # retained, no signature
+        wait_for(lambda: self.c.metric("tally_mqtt_unsigned_dropped_total") >= dropped + 5, what="5 drops")
+        # A replica started now meets the forged retained total first.
+        late = self.replica(self.r, self.b, instance="late", extra_env=SIGNED)
+        self.assertGreaterEqual(late.metric("tally_mqtt_unsigned_dropped_total"), 1)
+        for rep in (self.a, self.c, late):
+            st, n, m = rep.count()
+            self.assertEqual(st, 200)
+            self.assertLess(m, 10, "a forged total reached the lift floor of %s" % rep.name)
+            self.assertLess(rep.total(), 10)
+        self.assertEqual(self.r.total(), 4, "Redis counts the 4 real requests, nothing forged")
+        self.assertIn("without a valid signature", self.c.output())
+
+    def test_a_holder_of_the_secret_can_publish(self):
+        # The check is a signature, not "drop everything from outside": a correctly signed
+        # total from any client is accepted (and raises the floor, as a real total would).
+        pub5(self.b.port, "total_count", "40", sig=signature("total_count", "40"))
+        wait_for(lambda: self.a.total() == 40 and self.c.total() == 40, what="the signed total to arrive")
+        self.assertEqual(self.a.count()[2], 41)
+
+    def test_forged_statuses_leave_replicas_unmoved(self):
+        wait_for(lambda: len(json.loads(self.a.get("/replicas")[1])["replicas"]) == 2, what="two replicas")
+        fake = json.dumps({"id": "ghost", "host": "ghost:1", "version": "1.0.0", "started_at": 1, "served": 9,
+                           "state": "online"})
+        dropped = self.a.metric("tally_mqtt_unsigned_dropped_total")
+        self.b.publish(fake, topic="replicas/ghost/status")
+        offline_c = json.dumps({"id": "c", "host": "c:1", "version": "1.0.0", "started_at": 1, "served": 0,
+                                "state": "offline"})
+        pub5(self.b.port, "replicas/c/status", offline_c, sig="ab" * 32, retain=True)
+        self.b.publish_empty(topic="replicas/c/status")  # an unsigned "gone for good"
+        wait_for(lambda: self.a.metric("tally_mqtt_unsigned_dropped_total") >= dropped + 3, what="3 drops")
+        reps = {x["id"]: x for x in json.loads(self.a.get("/replicas")[1])["replicas"]}
+        self.assertEqual(sorted(reps), ["a", "c"])
+        self.assertEqual(reps["c"]["state"], "online")
+
+
+class ForgedStatusOnSecureBrokerTest(ClusterTest):
+    def test_the_replica_account_cannot_forge_a_status(self):
+        b = self.add(SecureBroker(self.dir)).start()
+        pw = SecureBroker.PASSWORDS
+        r = self.add(Redis(self.dir, fsync="everysec", password=pw["REDIS_PASSWORD"])).start()
+        secrets = b.conf_dir + "/secrets/"
+        env = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD_FILE": secrets + "mqtt-replica.txt",
+               "REDIS_PASSWORD_FILE": secrets + "redis.txt", "CLUSTER_SECRET_FILE": secrets + "cluster-secret.txt"}
+        rep = self.replica(r, b, instance="real", extra_env=env)
+        self.assertEqual(rep.count()[0], 200)
+        # Anyone holding the replica account's password may write replicas/<its id>/status
+        # and total_count: the ACL allows it, the signature does not.
+        auth = ["-u", "tally-replica", "-P", pw["MQTT_REPLICA_PASSWORD"], "-i", "intruder"]
+        fake = json.dumps({"id": "intruder", "host": "x:1", "version": "1.0.0", "started_at": 1, "served": 1,
+                           "state": "online"})
+        pub5(b.port, "replicas/intruder/status", fake, retain=True, auth=auth)
+        pub5(b.port, "total_count", "999999", retain=True, auth=auth)
+        wait_for(lambda: rep.metric("tally_mqtt_unsigned_dropped_total") >= 2, what="both drops")
+        self.assertEqual([x["id"] for x in json.loads(rep.get("/replicas")[1])["replicas"]], ["real"])
+        self.assertEqual(rep.count()[2], 2)
+        self.assertEqual(r.total(), 2)
+
+
+class SecretSettingTest(ClusterTest):
+    def test_a_short_secret_is_a_config_error(self):
+        p = subprocess.run([os.environ["TALLY_REPLICA"]], env=dict(os.environ, CLUSTER_SECRET="short"),
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1)
+        self.assertIn("CLUSTER_SECRET", p.stderr)
+
+    def test_no_secret_is_a_warning(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        rep = self.replica(r, b, instance="plain")
+        self.assertIn("CLUSTER_SECRET is not set", rep.output())
+
+
+class ReadinessTest(ClusterTest):
+    def test_a_broker_outage_keeps_the_replica_ready_and_counting(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        rep = self.replica(r, b, instance="steady")
+        b.kill9()
+        wait_for(lambda: rep.metric("tally_mqtt_connected") == 0, what="the replica to notice")
+        st, body, _ = rep.get("/readyz")
+        self.assertEqual(st, 200)
+        self.assertEqual(json.loads(body), {"ready": True, "redis": True, "mqtt": False, "stopping": False})
+        self.assertEqual(rep.metric("tally_ready"), 1)
+        n = int(500 * LOAD_SCALE)
+        self.assertEqual(load(rep.port, n)["statuses"], {200: n})
+
+    def test_a_redis_outage_makes_it_unready_but_alive(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        rep = self.replica(r, b, instance="waiting")
+        r.kill9()
+        wait_for(lambda: rep.get("/readyz")[0] == 503, what="unready without Redis")
+        self.assertEqual(rep.get("/healthz")[0], 200, "liveness does not depend on Redis")
+
+
+class HeadTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+        self.rep = self.replica(self.r, self.b, instance="h")
+
+    def raw(self, data):
+        with socket.create_connection(("127.0.0.1", self.rep.port), timeout=5) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+
+    def test_head_on_every_get_route_has_the_get_headers_and_no_body(self):
+        self.assertEqual(self.rep.count()[0], 200)
+        for path in ("/total", "/healthz", "/readyz", "/replicas", "/metrics", "/nope"):
+            gst, gbody, gh = self.rep.get(path)
+            hst, hbody, hh = self.rep.get(path, method="HEAD")
+            self.assertEqual((hst, hbody), (gst, ""), path)
+            self.assertEqual(hh["content-type"], gh["content-type"], path)
+            if path not in ("/metrics", "/replicas"):  # their bodies change between two requests
+                self.assertEqual(hh["content-length"], gh["content-length"], path)
+        hst, hbody, hh = self.rep.get("/", method="HEAD", headers={"Accept": "application/json"})
+        self.assertEqual((hst, hbody, hh["content-type"], hh["vary"]), (200, "", "application/json", "Accept"))
+
+    def test_head_never_counts_and_keeps_the_connection_usable(self):
+        out = self.raw(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" * 3 + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        self.assertEqual(out.count(b"HTTP/1.1 200 OK"), 4)
+        self.assertIn(b"This is request 1 to this instance and request 1 to the cluster.", out)
+        self.assertEqual(self.r.total(), 1)
+
+    def test_get_root_varies_on_accept(self):
+        self.assertEqual(self.rep.get("/")[2]["vary"], "Accept")
