@@ -557,6 +557,39 @@ int tally_check_mqtt_url(char *value, size_t size, char *why, size_t whylen)
     return TALLY_OK;
 }
 
+/* What tally_config_start was given, for tally_config_reload_log. */
+static struct {
+    const char *progname, *summary;
+    const tally_opt_t *opts;
+    size_t nopts, cfg_size;
+    int argc;
+    char **argv;
+    int log_level;
+    char log_file[TALLY_LOG_FILE_MAX];
+} started;
+
+static const tally_opt_t *started_opt(const char *name)
+{
+    for (size_t i = 0; i < started.nopts; i++)
+        if (strcmp(started.opts[i].name, name) == 0)
+            return &started.opts[i];
+    return NULL;
+}
+
+/* Takes LOG_LEVEL and LOG_FILE from a loaded configuration: opens the file, sets the level. */
+static int apply_log_settings(const void *cfg, char *why, size_t whylen)
+{
+    const tally_opt_t *level = started_opt("LOG_LEVEL"), *file = started_opt("LOG_FILE");
+    const char *path = file != NULL ? (const char *)cfg + file->offset : "";
+    if (tally_log_open(path, why, whylen) != 0)
+        return TALLY_ERR;
+    tally_strlcpy(started.log_file, path, sizeof(started.log_file));
+    if (level != NULL)
+        started.log_level = *(const int *)(const void *)((const char *)cfg + level->offset);
+    tally_log_init(started.progname, (enum tally_log_level)started.log_level);
+    return TALLY_OK;
+}
+
 int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
                        char **argv, const char *summary, size_t log_level_offset)
 {
@@ -569,8 +602,51 @@ int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nop
         fprintf(stderr, "%s: %s\n", progname, err);
         return 2;
     }
-    tally_log_init(progname, (enum tally_log_level) * (int *)(void *)((char *)cfg + log_level_offset));
+    started.progname = progname;
+    started.summary = summary;
+    started.opts = opts;
+    started.nopts = nopts;
+    started.argc = argc;
+    started.argv = argv;
+    started.log_level = *(int *)(void *)((char *)cfg + log_level_offset);
+    for (size_t i = 0; i < nopts; i++) {
+        size_t end = opts[i].offset + (opts[i].type == TALLY_OPT_INT || opts[i].type == TALLY_OPT_LOGLEVEL
+                                           ? sizeof(int)
+                                           : opts[i].size);
+        if (end > started.cfg_size)
+            started.cfg_size = end;
+    }
+    char why[400];
+    if (apply_log_settings(cfg, why, sizeof(why)) != TALLY_OK) {
+        fprintf(stderr, "%s: LOG_FILE: %s\n", progname, why);
+        return 2;
+    }
     return -1;
+}
+
+void tally_config_reload_log(void)
+{
+    char err[512];
+    int was = started.log_level;
+    if (started.opts == NULL)
+        return;
+    void *fresh = calloc(1, started.cfg_size);
+    if (fresh == NULL)
+        return;
+    if (tally_config_load(started.opts, started.nopts, fresh, started.argc, started.argv, started.summary,
+                          err, sizeof(err)) != TALLY_OK) {
+        /* A bad edit must not stop a running service: keep what runs, say why. */
+        tally_log_open(started.log_file, err + 256, 256);
+        tally_warn("SIGHUP: the configuration no longer loads (%s); log level and file unchanged", err);
+    } else if (apply_log_settings(fresh, err, sizeof(err)) != TALLY_OK) {
+        tally_warn("SIGHUP: LOG_FILE: %s; log level and file unchanged", err);
+    } else {
+        tally_info("SIGHUP: log reopened (%s), level %s (was %s)",
+                   started.log_file[0] != '\0' ? started.log_file : "stderr",
+                   tally_log_level_name((enum tally_log_level)started.log_level),
+                   tally_log_level_name((enum tally_log_level)was));
+    }
+    free(fresh);
 }
 
 void tally_default_instance_id(char *id, size_t size, const char *fallback)

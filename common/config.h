@@ -45,10 +45,21 @@ int tally_config_load(const tally_opt_t *opts, size_t nopts, void *cfg, int argc
                       const char *summary, char *err, size_t errlen);
 
 /** A program's start: loads the configuration (as tally_config_load) and sets the log
- *  threshold from the option at @p log_level_offset. Returns -1 to go on, or the exit
+ *  threshold from the option at @p log_level_offset, and sends the log to the option named
+ *  LOG_FILE if the table has one and it is set. Returns -1 to go on, or the exit
  *  status: 0 after --help/--version, 2 after printing "<progname>: <error>" to stderr. */
 int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
                        char **argv, const char *summary, size_t log_level_offset);
+
+/* Longest LOG_FILE path. */
+#define TALLY_LOG_FILE_MAX 512
+
+/** On SIGHUP (from the program's loop, not the signal handler): loads the configuration
+ *  again from the same sources as at start (the .env file may have changed) and applies its
+ *  LOG_LEVEL and LOG_FILE (reopening the file, for log rotation); logs one line saying what
+ *  it did. Nothing else changes: every other setting needs a restart. A configuration that
+ *  no longer loads leaves everything as it was, with a warning. */
+void tally_config_reload_log(void);
 
 /** Fills an empty @p id (of @p size bytes) with this machine's hostname, or @p fallback. */
 void tally_default_instance_id(char *id, size_t size, const char *fallback);

@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,4 +89,25 @@ void tally_http_unlisten(tally_http_listener_t *l)
         uv_close((uv_handle_t *)&l->tcp, NULL);
         l->open = 0;
     }
+}
+
+int tally_http_more_pipelined(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return 0;
+    /* h2o parses HTTP/1 requests one at a time from the start of the input buffer and stops
+     * reading while one is answered: this request's head and body come first, anything
+     * after them is the next request. */
+    const h2o_buffer_t *in = sock->input;
+    if (in != NULL && in->size > 0) {
+        const char *end = memmem(in->bytes, in->size, "\r\n\r\n", 4);
+        size_t used = end != NULL ? (size_t)(end - in->bytes) + 4 + req->entity.len : in->size;
+        if (in->size > used)
+            return 1;
+    }
+    int fd = h2o_socket_get_fd(sock), unread = 0;
+    return fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
 }

@@ -22,4 +22,10 @@ int tally_http_listen(tally_http_listener_t *l, uv_loop_t *loop, const char *hos
 /** Stops accepting; open connections are left to h2o. */
 void tally_http_unlisten(tally_http_listener_t *l);
 
+/** For an HTTP/1 request about to be answered: returns 1 when its connection already holds
+ *  bytes beyond it (pipelined requests in h2o's buffer, or unread in the kernel), 0 when
+ *  nothing follows it yet (or the request is not HTTP/1). A drain keeps such a connection
+ *  open until its last request read is answered, and closes it after that answer. */
+int tally_http_more_pipelined(h2o_req_t *req);
+
 #endif

@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +11,29 @@
 static const char *log_progname = "tally";
 static atomic_int log_threshold = TALLY_LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int tally_log_open(const char *path, char *why, size_t whylen)
+{
+    /* The first call keeps the original stderr, to go back to when LOG_FILE is unset. */
+    static int saved_stderr = -2;
+    if (saved_stderr == -2)
+        saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    int fd = path != NULL && path[0] != '\0' ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)
+             : saved_stderr >= 0             ? dup(saved_stderr)
+                                             : -1;
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot open %s: %s", path != NULL && path[0] != '\0' ? path : "stderr",
+                 strerror(errno));
+        return -1;
+    }
+    /* dup2 swaps the file under stderr in one step: a line written meanwhile goes to one
+     * file or the other, whole. */
+    int rc = dup2(fd, STDERR_FILENO) < 0 ? -1 : 0;
+    if (rc != 0)
+        snprintf(why, whylen, "cannot redirect stderr: %s", strerror(errno));
+    close(fd);
+    return rc;
+}
 
 void tally_log_init(const char *progname, enum tally_log_level level)
 {

@@ -7,9 +7,15 @@
 #define TALLY_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum tally_log_level { TALLY_LOG_DEBUG = 0, TALLY_LOG_INFO, TALLY_LOG_WARN, TALLY_LOG_ERROR };
 
+/** Sends every later line (and anything else written to stderr) to @p path, appended, or
+ *  back to the original stderr when @p path is NULL or empty. Called again with the same
+ *  path it reopens the file (after a log rotation). Returns TALLY_OK, or TALLY_ERR with the
+ *  reason in @p why (the old destination stays). */
+int tally_log_open(const char *path, char *why, size_t whylen);
 /** Sets the threshold and the program name printed on each line (not copied). */
 void tally_log_init(const char *progname, enum tally_log_level level);
 /** Returns the level named by @p name ("debug", "info", "warn", "error") or -1. */

@@ -129,6 +129,12 @@ static void on_signal(uv_signal_t *s, int signum)
     lease_release(finish);
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s, (void)signum;
+    tally_config_reload_log();
+}
+
 int main(int argc, char **argv)
 {
     struct publisher_config *cfg = &g_pub.cfg;
@@ -183,6 +189,8 @@ int main(int argc, char **argv)
     uv_signal_start(&g_pub.sigterm, on_signal, SIGTERM);
     uv_signal_init(&g_pub.loop, &g_pub.sigint);
     uv_signal_start(&g_pub.sigint, on_signal, SIGINT);
+    uv_signal_init(&g_pub.loop, &g_pub.sighup);
+    uv_signal_start(&g_pub.sighup, on_sighup, SIGHUP);
 
     tally_info("publisher %s: http %s:%d, redis %s:%d, mqtt %s, lease %s (%d ms)", cfg->instance_id,
                cfg->http_host, cfg->http_port, cfg->redis_host, cfg->redis_port, cfg->mqtt_url,

@@ -36,6 +36,9 @@ const tally_opt_t publisher_options[] = {
      "Redis key of the leader lease", NULL},
     {"LEASE_TTL_MS", TALLY_OPT_INT, OPT(lease_ttl_ms), 300, 600000, "3000",
      "lease lifetime: a standby takes over about this long after the leader dies or hangs", NULL},
+    {"LOG_FILE", TALLY_OPT_STRING, OPT(log_file), 0, 0, "",
+     "append the log to this file instead of stderr; SIGHUP reopens it (log rotation) and reloads LOG_LEVEL",
+     NULL},
     {"LOG_LEVEL", TALLY_OPT_LOGLEVEL, OPT(log_level), 0, 0, "info", "debug, info, warn or error", NULL},
 };
 

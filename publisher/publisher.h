@@ -34,6 +34,7 @@ struct publisher_config {
     char lease_key[128];
     int lease_ttl_ms;
     int log_level;
+    char log_file[TALLY_LOG_FILE_MAX];
 };
 
 extern const tally_opt_t publisher_options[];
@@ -64,7 +65,7 @@ struct publisher {
     int64_t last_publish_ms;
     int read_inflight;
     uv_timer_t publish_timer, mqtt_tick, stop_timer;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int stopping;
 
     /* HTTP: /healthz, /readyz, /metrics */

@@ -45,6 +45,9 @@ const tally_opt_t replica_options[] = {
      "event-loop threads, each with its own Redis connection", NULL},
     {"SHUTDOWN_TIMEOUT_MS", TALLY_OPT_INT, OPT(shutdown_timeout_ms), 0, 600000, "10000",
      "on SIGTERM, how long to wait for requests in flight", NULL},
+    {"LOG_FILE", TALLY_OPT_STRING, OPT(log_file), 0, 0, "",
+     "append the log to this file instead of stderr; SIGHUP reopens it (log rotation) and reloads LOG_LEVEL",
+     NULL},
     {"LOG_LEVEL", TALLY_OPT_LOGLEVEL, OPT(log_level), 0, 0, "info", "debug, info, warn or error", NULL},
 };
 

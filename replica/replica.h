@@ -41,6 +41,7 @@ struct replica_config {
     int threads;
     int shutdown_timeout_ms;
     int log_level;
+    char log_file[TALLY_LOG_FILE_MAX];
 };
 
 /** The option table of the replica (see config.h), and its length. */
@@ -136,10 +137,10 @@ struct worker {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     tally_http_listener_t listener;
-    uv_check_t flush;            /* end of each loop pass: send the batch, publish the newest total */
-    uv_timer_t watchdog;         /* Redis reply deadline; drain progress while stopping */
-    uv_async_t wakeup;           /* cross-thread: "stop now" */
-    uv_signal_t sigterm, sigint; /* worker 0 only */
+    uv_check_t flush;                    /* end of each loop pass: send the batch, publish the newest total */
+    uv_timer_t watchdog;                 /* Redis reply deadline; drain progress while stopping */
+    uv_async_t wakeup;                   /* cross-thread: "stop now" */
+    uv_signal_t sigterm, sigint, sighup; /* worker 0 only */
 
     tally_redis_link_t redis;
     int redis_seeded;     /* GET total_count answered on the current connection */

@@ -29,6 +29,11 @@ void routes_respond(h2o_req_t *req, int status, const char *reason, const char *
                     const char *body, size_t len)
 {
     count_status(status);
+    /* Draining: answer every request already read on this connection, then close it with
+     * this answer's Connection: close (h2o would close after the first answer and leave
+     * pipelined requests unanswered, or keep an idle connection open to the end). */
+    if (atomic_load_explicit(&g_replica.stopping, memory_order_relaxed) && req->version < 0x200)
+        req->http1_is_persistent = tally_http_more_pipelined(req);
     req->res.status = status;
     req->res.reason = reason;
     /* h2o_send_inline would otherwise answer chunked; SIZE_MAX (a HEAD that cannot know the

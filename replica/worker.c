@@ -59,6 +59,12 @@ static void on_wakeup(uv_async_t *a)
     on_watchdog(&w->watchdog);
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s, (void)signum;
+    tally_config_reload_log();
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     (void)s;
@@ -108,6 +114,8 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
         uv_signal_start(&w->sigterm, on_signal, SIGTERM);
         uv_signal_init(&w->loop, &w->sigint);
         uv_signal_start(&w->sigint, on_signal, SIGINT);
+        uv_signal_init(&w->loop, &w->sighup);
+        uv_signal_start(&w->sighup, on_sighup, SIGHUP);
     }
 
     snprintf(w->dedup_key, sizeof(w->dedup_key), "tally:batches:%s:%lld:%d", g_replica.cfg.instance_id,

@@ -53,7 +53,8 @@ class Proc:
 
     def __init__(self, name, argv, workdir, env=None):
         self.name, self.argv, self.workdir = name, argv, workdir
-        self.env = dict(os.environ, **(env or {}))
+        # A value of None removes the variable.
+        self.env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
         self.log_path = os.path.join(workdir, name + ".log")
         self.p = None
 

@@ -197,3 +197,116 @@ class HeadTest(ClusterTest):
 
     def test_get_root_varies_on_accept(self):
         self.assertEqual(self.rep.get("/")[2]["vary"], "Accept")
+
+
+def slurp(path):
+    with open(path) as f:
+        return f.read()
+
+
+def read_response(f):
+    """One HTTP/1.1 response from a socket file: (status, headers dict, body)."""
+    line = f.readline()
+    if not line:
+        raise ConnectionError("closed before the answer")
+    status = int(line.split()[1])
+    headers = {}
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n"):
+            break
+        if not h:
+            raise ConnectionError("closed inside the headers")
+        name, _, value = h.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = f.read(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+class LifecycleTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+
+    def test_sighup_reopens_the_log_and_reloads_the_level(self):
+        log = os.path.join(self.dir, "tally.log")
+        env_file = os.path.join(self.dir, "tally.env")
+        with open(env_file, "w") as f:
+            f.write("LOG_LEVEL=info\n")
+        rep = self.replica(self.r, self.b, instance="hup",
+                           extra_env={"LOG_LEVEL": None, "LOG_FILE": log, "ENV_FILE": env_file})
+        wait_for(lambda: os.path.exists(log) and "listening on" in slurp(log), what="the log in LOG_FILE")
+        os.rename(log, log + ".1")  # what logrotate does
+        with open(env_file, "w") as f:
+            f.write("LOG_LEVEL=debug\n")
+        rep.signal(signal.SIGHUP)
+        wait_for(lambda: os.path.exists(log) and "SIGHUP: log reopened (%s), level debug (was info)" % log
+                 in slurp(log), what="one line in the new file")
+        self.assertTrue(rep.alive(), "SIGHUP never kills")
+        self.assertEqual(rep.count()[0], 200)
+        # A broken edit keeps the running settings.
+        with open(env_file, "w") as f:
+            f.write("LOG_LEVEL=loud\n")
+        rep.signal(signal.SIGHUP)
+        wait_for(lambda: "no longer loads" in slurp(log), what="the warning")
+        self.assertTrue(rep.alive())
+        self.assertEqual(rep.stop(), 0)
+        self.procs.remove(rep)
+
+    def test_sigterm_drains_pipelined_keep_alive_load(self):
+        rep = self.replica(self.r, self.b, instance="drain", extra_env={"THREADS": "2"})
+        conns, depth = 16, 16
+        lock = threading.Lock()
+        totals = {"sent": 0, "answered": 0, "ok": 0, "errors": [], "closed_by_server": 0}
+        started = threading.Event()
+        req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+        def client():
+            sent = answered = ok = 0
+            err = None
+            s = socket.create_connection(("127.0.0.1", rep.port), timeout=15)
+            f = s.makefile("rb")
+            try:
+                while True:
+                    s.sendall(req * depth)
+                    sent += depth
+                    close = False
+                    for _ in range(depth):
+                        st, h, _ = read_response(f)
+                        answered += 1
+                        ok += st == 200
+                        if h.get("connection") == "close":
+                            close = True
+                            break
+                    started.set()
+                    if close:
+                        break
+            except OSError as e:  # resets, broken pipes, EOF without an answer
+                err = repr(e)
+            finally:
+                s.close()
+                with lock:
+                    totals["sent"] += sent
+                    totals["answered"] += answered
+                    totals["ok"] += ok
+                    totals["closed_by_server"] += close if err is None else 0
+                    if err:
+                        totals["errors"].append(err)
+
+        threads = [threading.Thread(target=client) for _ in range(conns)]
+        for t in threads:
+            t.start()
+        started.wait(10)
+        wait_for(lambda: self.r.total() > 2000 * LOAD_SCALE, what="load to run")
+        rep.signal(signal.SIGTERM)
+        for t in threads:
+            t.join(30)
+        self.assertEqual(rep.stop(), 0)
+        self.procs.remove(rep)
+        self.assertEqual(totals["errors"], [], "no connection error on an accepted connection")
+        self.assertEqual(totals["closed_by_server"], conns, "every connection ended by Connection: close")
+        self.assertEqual(totals["answered"], totals["sent"], "every request sent before Connection: close answered")
+        self.assertEqual(totals["ok"], totals["answered"])
+        self.assertEqual(self.r.total(), totals["ok"])
+        self.assertIn("draining", rep.output())
