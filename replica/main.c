@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,32 @@ static void on_mqtt_connect(void *data)
     presence_publish(1);
 }
 
+void replica_claimed(struct worker *w)
+{
+    (void)w;
+    if (g_replica.mqtt_started || atomic_load(&g_replica.stopping))
+        return;
+    /* The settings were checked at start, so this fails only on an internal error. */
+    if (tally_mqtt_link_start(&g_replica.mqtt) != TALLY_OK) {
+        g_replica.exit_code = 1;
+        replica_request_stop("the MQTT client could not be created");
+        return;
+    }
+    g_replica.mqtt_started = 1;
+}
+
+void replica_refuse(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    tally_error("%s", line);
+    g_replica.exit_code = 2;
+    replica_request_stop("refusing to start");
+}
+
 int main(int argc, char **argv)
 {
     struct replica_config *cfg = &g_replica.cfg;
@@ -89,7 +116,8 @@ int main(int argc, char **argv)
     presence_status(&will, 0);
     size_t will_len = tally_status_format(g_replica.will, sizeof(g_replica.will), &will);
 
-    /* MQTT first: its subscription must be live before /readyz says so. */
+    /* The MQTT link starts once INSTANCE_ID is claimed in Redis (claim.c), and its
+     * subscription must be live before /readyz says so. */
     tally_mqtt_link_t *mq = &g_replica.mqtt;
     mq->url = cfg->mqtt_url;
     mq->client_id = cfg->mqtt_client_id;
@@ -113,8 +141,7 @@ int main(int argc, char **argv)
     mq->will_len = will_len;
     mq->on_connect = on_mqtt_connect;
     mq->on_message = on_mqtt_message;
-    if (tally_mqtt_link_start(mq) != TALLY_OK)
-        return 1;
+    claim_init();
 
     static h2o_globalconf_t hconf;
     h2o_config_init(&hconf);
@@ -154,10 +181,12 @@ int main(int argc, char **argv)
         pthread_join(g_replica.workers[i].thread, NULL);
 
     /* A clean exit says so itself; the Last Will covers the unclean ones. */
-    if (atomic_load(&mq->connected))
-        presence_publish(0);
-    tally_mqtt_link_stop(mq, 1000);
+    if (g_replica.mqtt_started) {
+        if (atomic_load(&mq->connected))
+            presence_publish(0);
+        tally_mqtt_link_stop(mq, 1000);
+    }
     tally_info("stopped after serving %llu counted requests",
                (unsigned long long)atomic_load(&g_replica.served));
-    return 0;
+    return g_replica.exit_code;
 }

@@ -90,6 +90,8 @@ struct replica {
     atomic_int redis_ready; /* workers whose Redis link is up and seeded */
     atomic_int stopping;    /* SIGTERM seen: draining */
     atomic_int started_up;  /* the start-up gate of /readyz passed once (see routes.c) */
+    int mqtt_started;       /* the MQTT link runs (it starts once INSTANCE_ID is claimed) */
+    int exit_code;
 };
 
 extern struct replica g_replica;
@@ -176,6 +178,25 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf);
 void worker_run(struct worker *w);
 /** Asks the worker (from any thread) to stop accepting and drain. */
 void worker_request_stop(struct worker *w);
+
+/** Starts draining (SIGTERM, SIGINT, a refused start): logs @p why once, stops every worker. */
+void replica_request_stop(const char *why);
+
+/* main.c */
+/** INSTANCE_ID is ours (claim.c, worker 0): connects to the broker the first time. */
+void replica_claimed(struct worker *w);
+/** Another live process holds INSTANCE_ID: logs one error line and stops with exit code 2. */
+void replica_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* claim.c: INSTANCE_ID held in Redis by one process at a time */
+/** Makes the claim's key and token; before any worker starts. */
+void claim_init(void);
+/** Worker 0's Redis link is up: claim (or renew) now. */
+void claim_on_redis_up(struct worker *w);
+/** Worker 0, every watchdog tick: renews the claim, or asks again while it is contested. */
+void claim_tick(struct worker *w, int64_t now_ms);
+/** Worker 0 at exit: deletes the claim if it is ours (queued; the caller flushes). */
+void claim_release(struct worker *w);
 
 /* counter.c: the group commit */
 /** Queues a counted request on @p w; @p done learns its result once its INCRBY returns (or at

@@ -17,6 +17,10 @@ static void on_flush(uv_check_t *check)
 static void finish(struct worker *w)
 {
     counter_publish(w); /* the last total goes out if the broker is there */
+    if (w->index == 0 && w->redis.ac != NULL) {
+        claim_release(w);
+        tally_redis_uv_flush(w->redis.ac);
+    }
     uv_timer_stop(&w->publish_timer);
     uv_timer_stop(&w->watchdog);
     uv_check_stop(&w->flush);
@@ -31,6 +35,8 @@ static void on_watchdog(uv_timer_t *t)
     int64_t now = tally_now_ms();
     counter_check_deadline(w, now);
     counter_update_rate(w);
+    if (w->index == 0 && !atomic_load(&g_replica.stopping))
+        claim_tick(w, now);
     if (!atomic_load(&g_replica.stopping))
         return;
     /* Draining: requests in flight get their answers; idle keep-alive connections get a
@@ -65,14 +71,27 @@ static void on_sighup(uv_signal_t *s, int signum)
     tally_config_reload_log();
 }
 
+void replica_request_stop(const char *why)
+{
+    if (atomic_exchange(&g_replica.stopping, 1))
+        return;
+    tally_info("%s: no longer accepting connections; draining", why);
+    for (int i = 0; i < g_replica.nworkers; i++)
+        worker_request_stop(&g_replica.workers[i]);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     (void)s;
-    if (atomic_exchange(&g_replica.stopping, 1))
-        return;
-    tally_info("%s: no longer accepting connections; draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    for (int i = 0; i < g_replica.nworkers; i++)
-        worker_request_stop(&g_replica.workers[i]);
+    replica_request_stop(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_redis_up(tally_redis_link_t *link)
+{
+    struct worker *w = link->data;
+    counter_on_redis_up(link);
+    if (w->index == 0)
+        claim_on_redis_up(w);
 }
 
 void worker_request_stop(struct worker *w)
@@ -124,7 +143,7 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     w->redis.host = g_replica.cfg.redis_host;
     w->redis.port = g_replica.cfg.redis_port;
     w->redis.password = g_replica.cfg.redis_password;
-    w->redis.on_up = counter_on_redis_up;
+    w->redis.on_up = on_redis_up;
     w->redis.on_down = counter_on_redis_down;
     w->redis.data = w;
     return tally_redis_link_start(&w->redis);

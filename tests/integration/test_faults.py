@@ -135,8 +135,8 @@ class BrokerFaultTest(ClusterTest):
         self.procs.remove(b)
         b2 = self.broker(port=b.port)
         w = self.watcher(b2)
-        a.wait_ready()
-        c.wait_ready()
+        for rep in (a, c):  # ready all along; now subscribed again too
+            wait_for(lambda: '"mqtt":true' in rep.get("/readyz")[1], what="%s to resubscribe" % rep.name)
         self.assertEqual(a.count()[0], 200)
         total = r.total()
         wait_for(lambda: total in w.totals(), what="publishing to resume after the reconnect")

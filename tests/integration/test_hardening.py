@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import (LOAD_SCALE, ClusterTest, Redis, SecureBroker, load, retained, wait_for, ROOT,
+from harness import (LOAD_SCALE, ClusterTest, Redis, Replica, SecureBroker, load, retained, wait_for, ROOT,
                      _read_response)
 
 SECRET = "test-cluster-secret-0123456789"
@@ -310,3 +310,29 @@ class LifecycleTest(ClusterTest):
         self.assertEqual(totals["ok"], totals["answered"])
         self.assertEqual(self.r.total(), totals["ok"])
         self.assertIn("draining", rep.output())
+
+    def test_a_duplicated_instance_id_refuses_to_start(self):
+        first = self.replica(self.r, self.b, instance="twin")
+        second = self.add(Replica(self.dir, self.r, self.b, "twin")).start(ready=False)
+        wait_for(lambda: not second.alive(), timeout=15, what="the second process to give up")
+        self.assertEqual(second.stop(), 2)
+        self.procs.remove(second)
+        errors = [line for line in second.output().splitlines() if " error " in line]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("INSTANCE_ID twin is already in use by a live replica", errors[0])
+        self.assertNotIn("connected as twin", second.output(), "it never touched the first one's MQTT session")
+        self.assertEqual(first.output().count("connected as twin"), 1)
+        self.assertEqual(first.get("/readyz")[0], 200)
+        self.assertEqual(json.loads(first.get("/replicas")[1])["replicas"][0]["state"], "online")
+
+    def test_a_restart_after_kill9_gets_the_id_once_the_claim_lapses(self):
+        first = self.replica(self.r, self.b, instance="phoenix")
+        first.kill9()
+        self.procs.remove(first)
+        again = self.replica(self.r, self.b, instance="phoenix", ready=False)
+        again.wait_ready(timeout=10)
+        self.assertEqual(again.count()[0], 200)
+        # A clean exit gives the id back at once.
+        self.assertEqual(again.stop(), 0)
+        self.procs.remove(again)
+        self.assertIsNone(self.r.command("GET", "tally:instance:phoenix"))
