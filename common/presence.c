@@ -271,6 +271,26 @@ void tally_presence_remove(tally_presence_t *p, const char *id)
     pthread_mutex_unlock(&p->lock);
 }
 
+size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_age_ms, char (*ids)[65],
+                             size_t max_ids)
+{
+    size_t removed = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->n && removed < max_ids;) {
+        struct tally_presence_entry *e = &p->entries[i];
+        if (e->status.online || now_ms - e->last_seen_ms < max_age_ms) {
+            i++;
+            continue;
+        }
+        if (ids != NULL)
+            memcpy(ids[removed], e->status.id, sizeof(e->status.id));
+        removed++;
+        *e = p->entries[--p->n]; /* the moved entry is looked at next */
+    }
+    pthread_mutex_unlock(&p->lock);
+    return removed;
+}
+
 size_t tally_presence_online(tally_presence_t *p)
 {
     size_t online = 0;

@@ -53,6 +53,10 @@ void tally_presence_init(tally_presence_t *p);
 int tally_presence_update(tally_presence_t *p, const tally_status_t *s, int64_t now_ms);
 /** Forgets the replica @p id (its retained status was cleared). */
 void tally_presence_remove(tally_presence_t *p, const char *id);
+/** Forgets every replica offline and unheard of for at least @p max_age_ms, at most
+ *  @p max_ids of them; their ids go to @p ids (may be NULL). Returns how many it forgot. */
+size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_age_ms, char (*ids)[65],
+                             size_t max_ids);
 /** How many replicas the table holds as online. */
 size_t tally_presence_online(tally_presence_t *p);
 /** Writes {"replicas":[...]} sorted by id into a malloc'd string; *len gets its length.

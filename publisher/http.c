@@ -48,6 +48,9 @@ static void metrics(h2o_req_t *req)
                       g_pub.redis.state == TALLY_REDIS_UP);
     tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
                       atomic_load(&g_pub.mqtt.connected));
+    tally_metrics_add(&m, "tally_publisher_statuses_cleared_total", "counter",
+                      "Retained statuses of replicas offline for PRESENCE_EXPIRE_S cleared by this leader.",
+                      (double)atomic_load(&g_pub.stats.statuses_cleared));
     tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
                       "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
                       (double)atomic_load(&g_pub.mqtt.forged));

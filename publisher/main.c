@@ -19,6 +19,10 @@ static void on_message(void *data, const char *topic, const void *payload, size_
 {
     uint64_t v;
     (void)data;
+    if (strncmp(topic, TALLY_STATUS_TOPIC_PREFIX, sizeof(TALLY_STATUS_TOPIC_PREFIX) - 1) == 0) {
+        publisher_presence_on_message(topic, payload, len);
+        return;
+    }
     if (!retained || strcmp(topic, PUBLISHER_TOPIC) != 0 || tally_total_parse(payload, len, &v) != TALLY_OK)
         return;
     uint64_t cur = atomic_load(&g_pub.floor);
@@ -90,7 +94,10 @@ static void on_publish_timer(uv_timer_t *t)
      * leader publishes anything. */
     if (!atomic_load(&g_pub.retained_seen) && now - g_pub.subscribed_ms < 500)
         return;
-    if (g_pub.stopping || g_pub.read_inflight || !lease_held(now) || g_pub.redis.state != TALLY_REDIS_UP)
+    if (g_pub.stopping || !lease_held(now))
+        return;
+    publisher_presence_expire();
+    if (g_pub.read_inflight || g_pub.redis.state != TALLY_REDIS_UP)
         return;
     if (redisAsyncCommand(g_pub.redis.ac, on_total, NULL, "GET " PUBLISHER_REDIS_KEY) == REDIS_OK)
         g_pub.read_inflight = 1;
@@ -150,9 +157,6 @@ int main(int argc, char **argv)
     uv_loop_init(&g_pub.loop);
     atomic_init(&g_pub.floor, 0);
     atomic_init(&g_pub.retained_seen, 0);
-    if (publisher_http_start() != TALLY_OK)
-        return 1;
-
     tally_mqtt_link_t *mq = &g_pub.mqtt;
     mq->url = cfg->mqtt_url;
     mq->client_id = cfg->mqtt_client_id;
@@ -164,8 +168,14 @@ int main(int argc, char **argv)
         tally_warn(
             "CLUSTER_SECRET is not set: totals and statuses are neither signed nor checked, so any client "
             "allowed to publish on the broker can move this cluster's count (see docs/mqtt.md)");
+    if (cfg->forget_replica[0] != '\0')
+        return publisher_forget(cfg->forget_replica);
+    if (publisher_http_start() != TALLY_OK)
+        return 1;
     mq->topics[0] = PUBLISHER_TOPIC;
-    mq->ntopics = 1;
+    mq->topics[1] = TALLY_STATUS_TOPIC_PREFIX "+" TALLY_STATUS_TOPIC_SUFFIX;
+    mq->ntopics = 2;
+    tally_presence_init(&g_pub.presence);
     mq->retain_as_published = 1;
     mq->keepalive_s = 10;
     mq->on_message = on_message;

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http_listener.h"
 #include "mqtt_link.h"
+#include "presence.h"
 #include "redis_link.h"
 
 #define PUBLISHER_TOPIC "total_count"
@@ -33,6 +34,8 @@ struct publisher_config {
     int heartbeat_ms;
     char lease_key[128];
     int lease_ttl_ms;
+    int presence_expire_s;
+    char forget_replica[65];
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
 };
@@ -74,8 +77,12 @@ struct publisher {
     h2o_accept_ctx_t accept_ctx;
     tally_http_listener_t listener;
 
+    /* presence.c: every replica's status, to clear the retained ones long offline */
+    tally_presence_t presence;
+
     struct {
         unsigned long long publishes, heartbeats, acquired, lost, held_back, read_errors;
+        atomic_ullong statuses_cleared;
     } stats;
 };
 
@@ -88,6 +95,15 @@ void lease_start(void);
 int lease_held(int64_t now_ms);
 /** Releases the lease if held (only our own token); calls @p done when answered or not sent. */
 void lease_release(void (*done)(void));
+
+/* presence.c */
+/** Handles a message on replicas/+/status (paho thread). */
+void publisher_presence_on_message(const char *topic, const void *payload, size_t len);
+/** The leader, every publish tick: clears the retained status of every replica offline for
+ *  PRESENCE_EXPIRE_S (a signed empty retained message), so /replicas forgets it everywhere. */
+void publisher_presence_expire(void);
+/** FORGET_REPLICA mode: clears replicas/<id>/status once and returns the exit status. */
+int publisher_forget(const char *id);
 
 /* http.c */
 int publisher_http_start(void);

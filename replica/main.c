@@ -54,6 +54,8 @@ static void on_presence_tick(uv_timer_t *t)
     (void)t;
     if (atomic_load(&g_replica.mqtt.connected) && !atomic_load(&g_replica.stopping))
         presence_publish(1);
+    tally_presence_expire(&g_replica.presence, tally_wall_ms(),
+                          (int64_t)g_replica.cfg.presence_expire_s * 1000, NULL, TALLY_PRESENCE_MAX);
 }
 
 /* paho thread, after every (re)connect: announce ourselves. */

@@ -41,6 +41,8 @@ const tally_opt_t replica_options[] = {
      NULL},
     {"PRESENCE_INTERVAL_MS", TALLY_OPT_INT, OPT(presence_interval_ms), 100, 3600000, "5000",
      "how often the retained replicas/<id>/status is refreshed", NULL},
+    {"PRESENCE_EXPIRE_S", TALLY_OPT_INT, OPT(presence_expire_s), 1, 31536000, "600",
+     "a replica offline this long leaves /replicas (the publisher also clears its retained status)", NULL},
     {"THREADS", TALLY_OPT_INT, OPT(threads), 1, 64, "1",
      "event-loop threads, each with its own Redis connection", NULL},
     {"SHUTDOWN_TIMEOUT_MS", TALLY_OPT_INT, OPT(shutdown_timeout_ms), 0, 600000, "10000",

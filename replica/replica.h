@@ -38,6 +38,7 @@ struct replica_config {
     int publish_interval_us;
     int publish_eager_rps;
     int presence_interval_ms;
+    int presence_expire_s;
     int threads;
     int shutdown_timeout_ms;
     int log_level;

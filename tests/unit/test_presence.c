@@ -116,3 +116,25 @@ Test(presence, table_updates_removes_and_sorts)
     cr_assert_str_eq(json, "{\"replicas\":[]}");
     free(json);
 }
+
+Test(presence, expire_forgets_only_old_offline_entries)
+{
+    static tally_presence_t p;
+    char ids[4][65];
+    tally_presence_init(&p);
+    tally_status_t on = {.id = "on", .host = "on:1", .online = 1};
+    tally_status_t old = {.id = "old", .host = "old:1", .online = 0};
+    tally_status_t young = {.id = "young", .host = "young:1", .online = 0};
+    cr_assert_eq(tally_presence_update(&p, &on, 0), TALLY_OK);
+    cr_assert_eq(tally_presence_update(&p, &old, 1000), TALLY_OK);
+    cr_assert_eq(tally_presence_update(&p, &young, 9000), TALLY_OK);
+    cr_assert_eq(tally_presence_expire(&p, 10999, 10000, ids, 4), 0, "not old enough yet");
+    cr_assert_eq(tally_presence_expire(&p, 11000, 10000, ids, 4), 1);
+    cr_assert_str_eq(ids[0], "old");
+    cr_assert_eq(tally_presence_expire(&p, 1000000, 10000, NULL, 4), 1, "young goes later; online never");
+    size_t len;
+    char *json = tally_presence_json(&p, &len);
+    cr_assert(strstr(json, "\"id\":\"on\"") != NULL && strstr(json, "young") == NULL &&
+              strstr(json, "old") == NULL);
+    free(json);
+}
