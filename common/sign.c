@@ -8,15 +8,10 @@
 
 #define SIGN_DOMAIN "tally1"
 
-/* Longest signed text: the domain, the topic and the payload. Every message tally signs is
- * far shorter (a total, a status); a longer one received cannot be tally's and matches
- * nothing. */
-#define SIGN_MAX 2048
-
 static int sign_raw(const char *secret, size_t secret_len, const char *topic, const void *payload, size_t len,
                     unsigned char mac[32])
 {
-    unsigned char buf[SIGN_MAX];
+    unsigned char buf[TALLY_SIG_MAX_SIGNED];
     size_t tlen = strlen(topic), dlen = sizeof(SIGN_DOMAIN);
     unsigned int maclen = 32;
     if (dlen + tlen + 1 + len > sizeof(buf))

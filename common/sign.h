@@ -14,6 +14,9 @@
 
 #define TALLY_SIG_PROPERTY "tally-sig"
 #define TALLY_SIG_HEX_LEN 64
+/* Longest signed text ("tally1" NUL topic NUL payload): every message tally signs is far
+ * shorter; a longer one received cannot be tally's and matches nothing. */
+#define TALLY_SIG_MAX_SIGNED 2048
 /* Shortest CLUSTER_SECRET accepted: a guessable key would make the proof worthless. */
 #define TALLY_SECRET_MIN_LEN 16
 
