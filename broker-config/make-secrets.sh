@@ -2,6 +2,13 @@
 # Renders the production broker configuration and the credentials into OUTDIR:
 #   OUTDIR/mosquitto.conf, passwd-services, passwd-watchers, acl-services, acl-watchers
 #   OUTDIR/redis-auth.conf             (requirepass, to include after redis.conf)
+#   OUTDIR/tls/ca.crt, ca.key          a local CA (made once, kept), and the broker's
+#   OUTDIR/tls/server.crt, server.key  certificate for the TLS watcher listeners (names from
+#                                       --tls-names); TLS_CERT_FILE/TLS_KEY_FILE bring your own
+#   OUTDIR/watcher/mosquitto_sub       options for watchers (account, password) and
+#   OUTDIR/watcher-tls/mosquitto_sub   the same with the CA, so no password is ever typed
+#                                       on a command line:
+#                                       XDG_CONFIG_HOME=OUTDIR/watcher mosquitto_sub -h H -p 1884 -t total_count
 #   OUTDIR/secrets/<name>.txt          (one secret per file, for *_FILE: the Redis and MQTT
 #                                       passwords and cluster-secret.txt, the CLUSTER_SECRET
 #                                       that signs totals and statuses; the folder mode 700,
@@ -12,8 +19,9 @@
 # random.
 #
 #   broker-config/make-secrets.sh OUTDIR [--port 1883] [--watch-port 1884] [--ws-port 9001]
+#                                        [--watch-tls-port 8884] [--wss-port 9443]
 #                                        [--bind 127.0.0.1] [--data DIR] [--conf-dir DIR]
-#                                        [--owner UID[:GID]]
+#                                        [--owner UID[:GID]] [--tls-names DNS:a,IP:1.2.3.4]
 # --conf-dir is where mosquitto will find the files (default OUTDIR; e.g. /mosquitto/config
 # inside a container). --owner gives the secret files to that user (root only): docker-compose
 # bind-mounts them as they are, and tally's images run as uid 10001.
@@ -21,10 +29,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 1 ] || { echo "usage: make-secrets.sh OUTDIR [options]" >&2; exit 2; }
 out=$1; shift
-port=1883 watch_port=1884 ws_port=9001 bind=127.0.0.1 data="" conf_dir="" owner=""
+port=1883 watch_port=1884 ws_port=9001 watch_tls_port=8884 wss_port=9443 bind=127.0.0.1 data="" conf_dir="" owner=""
+tls_names="DNS:localhost,DNS:broker,IP:127.0.0.1,DNS:$(hostname)"
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port=$2 ;; --watch-port) watch_port=$2 ;; --ws-port) ws_port=$2 ;;
+    --watch-tls-port) watch_tls_port=$2 ;; --wss-port) wss_port=$2 ;; --tls-names) tls_names=$2 ;;
     --bind) bind=$2 ;; --data) data=$2 ;; --conf-dir) conf_dir=$2 ;; --owner) owner=$2 ;;
     *) echo "make-secrets.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -70,7 +80,43 @@ cp "$here/acl-services" "$here/acl-watchers" "$out/"
 printf 'requirepass %s\n' "$redis_pw" >"$out/redis-auth.conf"
 chmod 600 "$out/redis-auth.conf"
 
+# TLS for the watcher listeners: a local CA made once (kept across runs), and a broker
+# certificate signed by it, or the operator's own (TLS_CERT_FILE, TLS_KEY_FILE).
+mkdir -p "$out/tls"
+if [ -n "${TLS_CERT_FILE:-}" ] || [ -n "${TLS_KEY_FILE:-}" ]; then
+  [ -r "${TLS_CERT_FILE:-}" ] && [ -r "${TLS_KEY_FILE:-}" ] ||
+    { echo "make-secrets.sh: TLS_CERT_FILE and TLS_KEY_FILE must both name readable files" >&2; exit 2; }
+  [ "$(readlink -f "$TLS_CERT_FILE")" = "$(readlink -f "$out/tls/server.crt")" ] || cp "$TLS_CERT_FILE" "$out/tls/server.crt"
+  [ "$(readlink -f "$TLS_KEY_FILE")" = "$(readlink -f "$out/tls/server.key")" ] || cp "$TLS_KEY_FILE" "$out/tls/server.key"
+  [ -z "${TLS_CA_FILE:-}" ] || cp "$TLS_CA_FILE" "$out/tls/ca.crt"
+else
+  command -v openssl >/dev/null || { echo "make-secrets.sh: openssl is needed to make the TLS certificates" >&2; exit 1; }
+  if [ ! -s "$out/tls/ca.key" ] || [ ! -s "$out/tls/ca.crt" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj "/CN=tally local CA" \
+      -keyout "$out/tls/ca.key" -out "$out/tls/ca.crt" 2>/dev/null
+  fi
+  if [ ! -s "$out/tls/server.crt" ] || [ "$(cat "$out/tls/names" 2>/dev/null)" != "$tls_names" ]; then
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=tally broker" \
+      -keyout "$out/tls/server.key" -out "$out/tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$tls_names" >"$out/tls/server.ext"
+    openssl x509 -req -in "$out/tls/server.csr" -CA "$out/tls/ca.crt" -CAkey "$out/tls/ca.key" -CAcreateserial \
+      -days 825 -extfile "$out/tls/server.ext" -out "$out/tls/server.crt" 2>/dev/null
+    rm -f "$out/tls/server.csr" "$out/tls/server.ext"
+    printf '%s' "$tls_names" >"$out/tls/names"
+  fi
+fi
+chmod 600 "$out/tls/"*.key
+chmod 644 "$out/tls/server.crt" "$out/tls/ca.crt" 2>/dev/null || true
+[ -z "$owner" ] || chown "$owner" "$out/tls/server.key"
+
+# Watchers' mosquitto_sub options: the password in a file (mode 600), not on a command line.
+mkdir -p "$out/watcher" "$out/watcher-tls"
+printf -- '-u watcher\n-P %s\n' "$watcher_pw" >"$out/watcher/mosquitto_sub"
+printf -- '-u watcher\n-P %s\n--cafile %s\n' "$watcher_pw" "$out/tls/ca.crt" >"$out/watcher-tls/mosquitto_sub"
+chmod 600 "$out/watcher/mosquitto_sub" "$out/watcher-tls/mosquitto_sub"
+
 sed -e "s|@PORT@|$port|g" -e "s|@WATCH_PORT@|$watch_port|g" -e "s|@WS_PORT@|$ws_port|g" \
+    -e "s|@WATCH_TLS_PORT@|$watch_tls_port|g" -e "s|@WSS_PORT@|$wss_port|g" \
     -e "s|@BIND@|$bind|g" -e "s|@DATA_DIR@|$data|g" -e "s|@CONF_DIR@|$conf_dir|g" \
     "$here/mosquitto.conf.in" >"$out/mosquitto.conf"
 chmod 644 "$out/mosquitto.conf" "$out/acl-services" "$out/acl-watchers"

@@ -204,10 +204,12 @@ class SecureBroker(Proc):
 
     def __init__(self, workdir, port=None):
         self.port, self.watch_port, self.ws_port = port or free_port(), free_port(), free_port()
+        self.watch_tls_port, self.wss_port = free_port(), free_port()
         self.conf_dir = os.path.join(workdir, "broker-%d" % self.port)
         if not os.path.exists(os.path.join(self.conf_dir, "mosquitto.conf")):
             subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), self.conf_dir, "--port",
-                            str(self.port), "--watch-port", str(self.watch_port), "--ws-port", str(self.ws_port)],
+                            str(self.port), "--watch-port", str(self.watch_port), "--ws-port", str(self.ws_port),
+                            "--watch-tls-port", str(self.watch_tls_port), "--wss-port", str(self.wss_port)],
                            check=True, env=dict(os.environ, **self.PASSWORDS), capture_output=True)
             if os.geteuid() == 0:
                 with open(os.path.join(self.conf_dir, "mosquitto.conf"), "a") as f:
@@ -218,7 +220,7 @@ class SecureBroker(Proc):
 
     def start(self):
         super().start()
-        for port in (self.port, self.watch_port, self.ws_port):
+        for port in (self.port, self.watch_port, self.ws_port, self.watch_tls_port, self.wss_port):
             wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
                      what="mosquitto port %d" % port)
         return self
