@@ -7,4 +7,9 @@ pw_file=${REDIS_PASSWORD_FILE:-/run/secrets/redis_password}
 umask 077
 auth=$(mktemp /tmp/redis-auth.XXXXXX)
 printf 'requirepass %s\n' "$(cat "$pw_file")" >"$auth"
+if [ "$(id -u)" -eq 0 ]; then
+  chown redis:redis "$auth" /data
+  exec setpriv --reuid=redis --regid=redis --init-groups redis-server /etc/tally/redis.conf --include "$auth" \
+    --bind '* -::*' --dir /data --daemonize no
+fi
 exec redis-server /etc/tally/redis.conf --include "$auth" --bind '* -::*' --dir /data --daemonize no

@@ -1,5 +1,6 @@
 # Redis for tally: broker-config/redis.conf (AOF on), the password from a Docker secret,
-# data on the /data volume, running as the redis user.
+# data on the /data volume. The entrypoint starts as root only to read the secret (a
+# docker-compose secret is the host file, mode 600) and runs redis-server as the redis user.
 #   docker build -f broker-config/redis.Dockerfile -t tally/redis .
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
@@ -9,7 +10,6 @@ RUN apt-get update -q \
  && mkdir -p /data && chown redis:redis /data
 COPY broker-config/redis.conf /etc/tally/redis.conf
 COPY broker-config/redis-entrypoint.sh /usr/local/bin/redis-entrypoint.sh
-USER redis
 VOLUME /data
 EXPOSE 6379
 HEALTHCHECK --interval=5s --timeout=2s --retries=3 \

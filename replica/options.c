@@ -47,6 +47,10 @@ const tally_opt_t replica_options[] = {
      "event-loop threads, each with its own Redis connection", NULL},
     {"SHUTDOWN_TIMEOUT_MS", TALLY_OPT_INT, OPT(shutdown_timeout_ms), 0, 600000, "10000",
      "on SIGTERM, how long to wait for requests in flight", NULL},
+    {"SHUTDOWN_DELAY_MS", TALLY_OPT_INT, OPT(shutdown_delay_ms), 0, 600000, "0",
+     "on SIGTERM, answer /readyz 503 for this long before draining, so a load balancer's health checks take "
+     "the replica out first (set it above their interval x fall count)",
+     NULL},
     {"LOG_FILE", TALLY_OPT_STRING, OPT(log_file), 0, 0, "",
      "append the log to this file instead of stderr; SIGHUP reopens it (log rotation) and reloads LOG_LEVEL",
      NULL},

@@ -41,6 +41,7 @@ struct replica_config {
     int presence_expire_s;
     int threads;
     int shutdown_timeout_ms;
+    int shutdown_delay_ms;
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
 };
@@ -89,7 +90,8 @@ struct replica {
     struct worker *workers;
     int nworkers;
     atomic_int redis_ready; /* workers whose Redis link is up and seeded */
-    atomic_int stopping;    /* SIGTERM seen: draining */
+    atomic_int draining;    /* SIGTERM seen: unready, still serving (SHUTDOWN_DELAY_MS) */
+    atomic_int stopping;    /* not accepting any more: answering what was read, then exit */
     atomic_int started_up;  /* the start-up gate of /readyz passed once (see routes.c) */
     int mqtt_started;       /* the MQTT link runs (it starts once INSTANCE_ID is claimed) */
     int exit_code;
@@ -144,6 +146,7 @@ struct worker {
     uv_timer_t watchdog;                 /* Redis reply deadline; drain progress while stopping */
     uv_async_t wakeup;                   /* cross-thread: "stop now" */
     uv_signal_t sigterm, sigint, sighup; /* worker 0 only */
+    uv_timer_t delay_timer;              /* worker 0: SHUTDOWN_DELAY_MS after SIGTERM */
 
     tally_redis_link_t redis;
     int redis_seeded;     /* GET total_count answered on the current connection */

@@ -87,7 +87,7 @@ static void on_counted(h2o_req_t *req, int json, const struct counter_result *r)
 int replica_is_ready(void)
 {
     int redis = atomic_load(&g_replica.redis_ready) == g_replica.nworkers;
-    if (atomic_load(&g_replica.stopping) || !redis)
+    if (atomic_load(&g_replica.stopping) || atomic_load(&g_replica.draining) || !redis)
         return 0;
     if (atomic_load(&g_replica.started_up))
         return 1;
@@ -102,7 +102,7 @@ static void handle_readyz(h2o_req_t *req)
     char body[256];
     int redis = atomic_load(&g_replica.redis_ready) == g_replica.nworkers;
     int mqtt = atomic_load(&g_replica.mqtt.subscribed);
-    int stopping = atomic_load(&g_replica.stopping);
+    int stopping = atomic_load(&g_replica.stopping) || atomic_load(&g_replica.draining);
     int ready = replica_is_ready();
     size_t len =
         (size_t)snprintf(body, sizeof(body), "{\"ready\":%s,\"redis\":%s,\"mqtt\":%s,\"stopping\":%s}",

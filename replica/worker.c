@@ -17,6 +17,8 @@ static void on_flush(uv_check_t *check)
 static void finish(struct worker *w)
 {
     counter_publish(w); /* the last total goes out if the broker is there */
+    if (w->index == 0)
+        uv_timer_stop(&w->delay_timer);
     if (w->index == 0 && w->redis.ac != NULL) {
         claim_release(w);
         tally_redis_uv_flush(w->redis.ac);
@@ -73,6 +75,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 
 void replica_request_stop(const char *why)
 {
+    atomic_store(&g_replica.draining, 1);
     if (atomic_exchange(&g_replica.stopping, 1))
         return;
     tally_info("%s: no longer accepting connections; draining", why);
@@ -80,10 +83,25 @@ void replica_request_stop(const char *why)
         worker_request_stop(&g_replica.workers[i]);
 }
 
+static void on_delay_over(uv_timer_t *t)
+{
+    (void)t;
+    replica_request_stop("SIGTERM");
+}
+
+/* SIGTERM: unready at once, so load balancers stop sending here; SHUTDOWN_DELAY_MS later
+ * (their health checks have seen it), stop accepting and drain. A second signal, or
+ * SIGINT, drains at once. */
 static void on_signal(uv_signal_t *s, int signum)
 {
-    (void)s;
-    replica_request_stop(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    struct worker *w = s->data;
+    int delay = g_replica.cfg.shutdown_delay_ms;
+    if (signum == SIGINT || delay == 0 || atomic_exchange(&g_replica.draining, 1)) {
+        replica_request_stop(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+    tally_info("SIGTERM: /readyz answers 503 now; draining in %d ms (SHUTDOWN_DELAY_MS)", delay);
+    uv_timer_start(&w->delay_timer, on_delay_over, (uint64_t)delay, 0);
 }
 
 static void on_redis_up(tally_redis_link_t *link)
@@ -130,8 +148,11 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     w->wakeup.data = w;
     if (index == 0) {
         uv_signal_init(&w->loop, &w->sigterm);
+        w->sigterm.data = w;
         uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+        uv_timer_init(&w->loop, &w->delay_timer);
         uv_signal_init(&w->loop, &w->sigint);
+        w->sigint.data = w;
         uv_signal_start(&w->sigint, on_signal, SIGINT);
         uv_signal_init(&w->loop, &w->sighup);
         uv_signal_start(&w->sighup, on_sighup, SIGHUP);

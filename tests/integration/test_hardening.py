@@ -429,3 +429,20 @@ class SecretsAndTlsTest(ClusterTest):
                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                           b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
                 self.assertTrue(s.recv(200).startswith(b"HTTP/1.1 101"), "WebSockets over TLS")
+
+
+class ShutdownDelayTest(ClusterTest):
+    def test_unready_first_then_drain(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        rep = self.replica(r, b, instance="slow-exit", extra_env={"SHUTDOWN_DELAY_MS": "1500"})
+        rep.signal(signal.SIGTERM)
+        wait_for(lambda: rep.get("/readyz")[0] == 503, timeout=2, what="readyz to turn 503 at once")
+        self.assertIn('"stopping":true', rep.get("/readyz")[1])
+        self.assertEqual(rep.count()[0], 200, "still counting while load balancers take it out")
+        t0 = time.monotonic()
+        self.assertEqual(rep.p.wait(15), 0)
+        self.assertGreater(time.monotonic() - t0, 0.5)
+        self.procs.remove(rep)
+        rep.log.close()
+        self.assertIn("draining in 1500 ms", rep.output())

@@ -64,11 +64,12 @@ fi
 
 export TALLY_IMAGE_PREFIX=tally TALLY_TAG=e2e TALLY_SECRETS_DIR="$work/broker"
 export TALLY_HTTP_PORT=$(free_port) TALLY_WATCH_PORT=$(free_port) TALLY_WS_PORT=$(free_port) TALLY_STATS_PORT=$(free_port)
+export TALLY_WATCH_TLS_PORT=$(free_port) TALLY_WSS_PORT=$(free_port)
 log "building images ($TALLY_IMAGE_PREFIX/*:$TALLY_TAG)"
 t1=$SECONDS
 "$root/scripts/docker-build.sh"
 log "images built in $((SECONDS - t1)) s"
-"$root/broker-config/make-secrets.sh" "$work/broker" >/dev/null
+"$root/broker-config/make-secrets.sh" "$work/broker" --owner 10001 >/dev/null
 
 log "validating stack.yml and docker-compose.yml"
 if docker stack config --help 2>&1 | grep -q "stack config"; then
