@@ -8,9 +8,11 @@
  * whose claim has not expired yet. It keeps asking: if the claim lapses, it was a dead
  * process's and the newcomer takes it (a restart after kill -9 waits at most CLAIM_TTL_MS);
  * if the holder renews it meanwhile (its TTL goes up), the holder lives, and the newcomer
- * refuses to start with one line and exit code 2. A clean exit deletes the claim. If Redis
- * is away longer than the TTL, the claim lapses; the replica claims it again when Redis is
- * back and only says so if someone else took it meanwhile: an outage never stops it. */
+ * refuses to start with one line and exit code 2 - after INSTANCE_ID_WAIT_MS (default 0):
+ * a start-first rolling update starts the new task while the old one with the same id
+ * still drains, and the new one must wait for it rather than give up. A clean exit deletes the claim. If
+ * Redis is away longer than the TTL, the claim lapses; the replica claims it again when Redis is back and
+ * only says so if someone else took it meanwhile: an outage never stops it. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,9 +38,10 @@ static const char release_script[] =
 static struct {
     char key[128];
     char token[200];
-    int held;           /* the claim is ours (as of the last answer) */
-    int inflight;       /* a claim command waits for its answer */
-    int contested;      /* another token seen before we ever held it */
+    int held;      /* the claim is ours (as of the last answer) */
+    int inflight;  /* a claim command waits for its answer */
+    int contested; /* another token seen before we ever held it */
+    int64_t contested_since;
     long long last_ttl; /* the other holder's PTTL at the previous look */
     int64_t next_ms;    /* when to claim or renew next */
     int lost_logged;
@@ -81,15 +84,20 @@ static void on_claim(redisAsyncContext *ac, void *r, void *privdata)
         claim.lost_logged = 1;
         return;
     }
-    if (claim.contested && ttl > claim.last_ttl) {
+    if (claim.contested && ttl > claim.last_ttl &&
+        now - claim.contested_since >= g_replica.cfg.instance_id_wait_ms) {
         replica_refuse("INSTANCE_ID %s is already in use by a live replica (%s); give every replica its own "
                        "INSTANCE_ID",
                        g_replica.cfg.instance_id, holder);
         return;
     }
-    if (!claim.contested)
-        tally_info("instance %s: %s holds the claim on %s; waiting to see whether it is alive",
-                   g_replica.cfg.instance_id, holder, claim.key);
+    if (!claim.contested) {
+        tally_info("instance %s: %s holds the claim on %s; waiting %s", g_replica.cfg.instance_id, holder,
+                   claim.key,
+                   g_replica.cfg.instance_id_wait_ms > 0 ? "for it to exit (INSTANCE_ID_WAIT_MS)"
+                                                         : "to see whether it is alive");
+        claim.contested_since = now;
+    }
     claim.contested = 1;
     claim.last_ttl = ttl;
 }

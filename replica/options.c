@@ -14,6 +14,10 @@ const tally_opt_t replica_options[] = {
      "HTTP port (shared by replicas on one host through SO_REUSEPORT)", NULL},
     {"INSTANCE_ID", TALLY_OPT_STRING, OPT(instance_id), 0, 0, "",
      "instance name shown in answers and MQTT topics [default: the hostname]", tally_check_instance_id},
+    {"INSTANCE_ID_WAIT_MS", TALLY_OPT_INT, OPT(instance_id_wait_ms), 0, 3600000, "0",
+     "when another live process holds INSTANCE_ID, wait this long for it to exit before refusing to start "
+     "(a start-first rolling update reuses the ids of the tasks it replaces)",
+     NULL},
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},

@@ -26,6 +26,7 @@ struct replica_config {
     char service_host[256];
     int service_port;
     char instance_id[65];
+    int instance_id_wait_ms;
     char redis_host[256];
     int redis_port;
     char redis_password[512];

@@ -325,6 +325,17 @@ class LifecycleTest(ClusterTest):
         self.assertEqual(first.get("/readyz")[0], 200)
         self.assertEqual(json.loads(first.get("/replicas")[1])["replicas"][0]["state"], "online")
 
+    def test_with_instance_id_wait_the_newcomer_takes_over_once_the_holder_exits(self):
+        old = self.replica(self.r, self.b, instance="slot-1")
+        new = self.replica(self.r, self.b, instance="slot-1", ready=False, extra_env={"INSTANCE_ID_WAIT_MS": "20000"})
+        wait_for(lambda: "waiting for it to exit" in new.output(), what="the newcomer to wait")
+        self.assertEqual(new.get("/healthz")[0], 200, "alive while it waits")
+        self.assertEqual(new.get("/readyz")[0], 503, "not ready: no MQTT session before the claim")
+        self.assertEqual(old.stop(), 0)  # what a start-first rolling update does next
+        self.procs.remove(old)
+        new.wait_ready(timeout=10)
+        self.assertEqual(new.count()[0], 200)
+
     def test_a_restart_after_kill9_gets_the_id_once_the_claim_lapses(self):
         first = self.replica(self.r, self.b, instance="phoenix")
         first.kill9()

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Checks a deployed tally stack through its load balancer, under a bounded load:
-counting and spreading, scale 3 -> 6 -> 2, a replica task killed, the Redis task killed,
-then the Jepsen counter rule, the total kept across the Redis restart, /replicas, and an
-outside watcher on MQTT. Exit code 0 only if everything held."""
+counting and spreading, scale 3 -> 6 -> 2, a replica task killed, a rolling update of the
+replicas (0 non-2xx, 0 connection errors), the broker stopped for 30 s (0 non-2xx, caches
+converge after), Redis stopped for 30 s (503s, recovery, no replica task restarted), the
+Redis task killed, then the Jepsen counter rule, the total kept across the Redis restart,
+/replicas, and an outside watcher on MQTT. Each fault phase prints one line of figures.
+Exit code 0 only if everything held."""
 import argparse
 import http.client
 import json
@@ -32,6 +35,27 @@ def running_tasks(name):
     out = docker("service", "ps", service(name), "--filter", "desired-state=running", "--format",
                  "{{.CurrentState}}")
     return sum(1 for line in out.splitlines() if line.startswith("Running"))
+
+
+def task_ids(name):
+    return docker("service", "ps", "-q", "--filter", "desired-state=running", service(name)).split()
+
+
+def update_state(name):
+    return docker("service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                  service(name), check=False)
+
+
+def replica_totals():
+    """Each replica's cached total, asked inside its container (the LB picks one at random)."""
+    out = []
+    for cid in containers("replica"):
+        body = docker("exec", cid, "curl", "-s", "http://127.0.0.1:8080/total", check=False)
+        try:
+            out.append(json.loads(body)["cluster_total"])
+        except (ValueError, KeyError):
+            out.append(None)
+    return out
 
 
 def containers(name):
@@ -75,14 +99,16 @@ class Load:
     requests or when stopped. Every request sent counts as attempted; only a 200 with a
     well-formed body counts as acknowledged."""
 
-    def __init__(self, threads=4, limit=40000):
+    def __init__(self, threads=4, limit=400000, rate=400):
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.attempted = 0
         self.acked = []  # (instance, n, m)
+        self.ok_times = []  # monotonic time of every 200
         self.statuses = {}
         self.errors = 0
         self.limit = limit
+        self.interval = 1.0 / rate  # per thread: bounded, and long enough for every phase
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
         for t in self.threads:
             t.start()
@@ -91,7 +117,12 @@ class Load:
         req = b"GET / HTTP/1.1\r\nHost: tally\r\n\r\n"
         s = f = None
         sent = 0
+        next_at = time.monotonic()
         while not self.stop.is_set() and sent < self.limit:
+            next_at += self.interval
+            pause = next_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
             try:
                 if s is None:
                     s = socket.create_connection(("127.0.0.1", args.http_port), timeout=10)
@@ -106,6 +137,7 @@ class Load:
                     if status == 200:
                         mt = TEXT_RE.match(body)
                         self.acked.append((mt["instance"], int(mt["n"]), int(mt["m"])))
+                        self.ok_times.append(time.monotonic())
                 if status != 200:
                     time.sleep(0.01)
             except (OSError, ConnectionError, ValueError, IndexError):
@@ -117,6 +149,27 @@ class Load:
                 time.sleep(0.05)
         if s is not None:
             s.close()
+
+    def snapshot(self):
+        with self.lock:
+            return {"t": time.monotonic(), "attempted": self.attempted, "acked": len(self.acked),
+                    "statuses": dict(self.statuses), "errors": self.errors, "oks": len(self.ok_times)}
+
+    def figures(self, name, a):
+        """One line for the phase since snapshot a: the fault-suite figures."""
+        b = self.snapshot()
+        with self.lock:
+            times = [a["t"]] + self.ok_times[a["oks"]:b["oks"]] + [b["t"]]
+        gap = max(y - x for x, y in zip(times, times[1:]))
+        other = {k: v - a["statuses"].get(k, 0) for k, v in b["statuses"].items() if k != 200}
+        other = {k: v for k, v in other.items() if v}
+        f = {"attempted": b["attempted"] - a["attempted"], "acked": b["acked"] - a["acked"],
+             "non2xx": sum(other.values()), "s503": other.get(503, 0), "errors": b["errors"] - a["errors"],
+             "gap": gap}
+        step("%s: attempted %d, acknowledged %d, non-2xx %d (503s %d), connection errors %d, "
+             "longest time without a 200 %.2f s" % (name, f["attempted"], f["acked"], f["non2xx"], f["s503"],
+                                                    f["errors"], gap))
+        return f
 
     def acked_count(self):
         with self.lock:
@@ -138,7 +191,7 @@ def main():
     ap.add_argument("--stack", required=True)
     ap.add_argument("--http-port", type=int, required=True)
     ap.add_argument("--watch-port", type=int, required=True)
-    ap.add_argument("--watcher-password-file", required=True)
+    ap.add_argument("--watcher-options", required=True, help="folder with the watcher's mosquitto_sub file")
     args = ap.parse_args()
 
     wait_for(lambda: lb_get("/")[0] == 200, timeout=300, interval=1, what="the stack to answer through the LB")
@@ -179,6 +232,44 @@ def main():
              interval=1, what="swarm to replace the killed replica")
     step("killed replica container %s; replaced" % victim[:12])
 
+    # Rolling update under load: start-first, one at a time; every replica task replaced.
+    before_ids = set(task_ids("replica"))
+    a = load.snapshot()
+    docker("service", "update", "--force", "--detach=true", service("replica"))
+    wait_for(lambda: update_state("replica") == "completed", timeout=300, interval=1,
+             what="the rolling update to complete")
+    wait_for(lambda: not (set(task_ids("replica")) & before_ids), timeout=60, interval=1,
+             what="every replica task replaced")
+    f = load.figures("rolling update (docker service update --force, start-first)", a)
+    assert f["non2xx"] == 0 and f["errors"] == 0, "a rolling update must cost no error at the edge"
+    assert f["acked"] > 0
+
+    # The broker away for 30 s: counting goes on through HAProxy, every replica stays ready.
+    a = load.snapshot()
+    docker("service", "scale", "-d", service("broker") + "=0")
+    wait_for(lambda: not containers("broker"), timeout=60, interval=0.5, what="the broker to stop")
+    time.sleep(30)  # the outage itself
+    docker("service", "scale", "-d", service("broker") + "=1")
+    wait_for(lambda: running_tasks("broker") == 1, timeout=120, interval=1, what="the broker back")
+    f = load.figures("broker stopped for 30 s", a)
+    assert f["non2xx"] == 0 and f["errors"] == 0, "a broker outage must not cost one answer"
+
+    # Redis away for 30 s: 503s, then recovery, and no replica task replaced meanwhile (the
+    # health check asks liveness, never readiness).
+    before_ids = sorted(task_ids("replica"))
+    a = load.snapshot()
+    docker("service", "scale", "-d", service("redis") + "=0")
+    wait_for(lambda: not containers("redis"), timeout=60, interval=0.5, what="Redis to stop")
+    time.sleep(30)  # the outage itself
+    docker("service", "scale", "-d", service("redis") + "=1")
+    mark = load.acked_count()
+    wait_for(lambda: load.acked_count() > mark + 200, timeout=120, interval=0.5,
+             what="counting to resume after the Redis outage")
+    f = load.figures("Redis stopped for 30 s", a)
+    assert f["s503"] > 0, "a Redis outage answers 503"
+    assert sorted(task_ids("replica")) == before_ids, "no replica task was restarted during the Redis outage"
+    step("no replica task restarted during the Redis outage (%d tasks, same ids)" % len(before_ids))
+
     before_redis_kill = load.acked_count()
     acked_before = [m for (_, _, m) in load.acked]
     redis_cid = containers("redis")[0]
@@ -204,6 +295,9 @@ def main():
     step("Jepsen counter rule holds: acknowledged %d <= Redis total %d <= attempted %d" % (lo, total, hi))
     assert max(acked_before, default=0) <= total, "the total survived the Redis restart"
     assert max(ms) <= total
+    wait_for(lambda: replica_totals() and all(t == total for t in replica_totals()), timeout=60, interval=1,
+             what="every replica's cached total to converge on Redis's (the broker came back)")
+    step("every replica's cached total converged on %d" % total)
 
     rows = wait_for(lambda: [r for r in [replicas()] if len({x["id"] for x in r}) >= 6
                              and len([x for x in r if x["state"] == "online"]) == 2],
@@ -212,12 +306,11 @@ def main():
     step("/replicas lists %d instances, 2 online; served: %s" % (
         len(ids), ", ".join("%s=%d" % (x["id"].rsplit("-", 1)[1], x["served"]) for x in sorted(rows, key=lambda r: r["id"]))))
 
-    with open(args.watcher_password_file) as f:
-        pw = f.read().strip()
-
     def watched():
-        p = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(args.watch_port), "-u", "watcher", "-P",
-                            pw, "-t", "total_count", "-C", "1", "-W", "5"], capture_output=True, text=True)
+        # The watcher's password comes from its options file, never from the command line.
+        p = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(args.watch_port), "-t", "total_count",
+                            "-C", "1", "-W", "5"], capture_output=True, text=True,
+                           env=dict(os.environ, XDG_CONFIG_HOME=args.watcher_options))
         return int(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip().isdigit() else None
 
     wait_for(lambda: watched() == redis_total(), timeout=60, interval=1,

@@ -100,6 +100,6 @@ compose_up=""
 log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers :$TALLY_WATCH_PORT)"
 docker stack deploy -c "$root/stack.yml" "$stack" >/dev/null
 python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
-  --watch-port "$TALLY_WATCH_PORT" --watcher-password-file "$work/broker/secrets/mqtt-watcher.txt"
+  --watch-port "$TALLY_WATCH_PORT" --watcher-options "$work/broker/watcher"
 log "passed in $((SECONDS - t0)) s"
 echo "1 passed, 0 failed"
