@@ -1,5 +1,6 @@
 """The replica binary's configuration behaviour: --help, bad values exit 2 with one line."""
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -72,3 +73,21 @@ class ConfigTest(unittest.TestCase):
                               "tcp://127.0.0.1:1"])
         self.assertEqual(rc, 1)
         self.assertIn("cannot listen", err)
+
+
+class DocumentedOptionsTest(unittest.TestCase):
+    """docs/configuration.md names every setting --help lists, for both programs."""
+
+    def test_every_option_is_documented(self):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(os.path.join(root, "docs", "configuration.md")) as f:
+            doc = f.read()
+        for prog in (os.environ["TALLY_REPLICA"], os.environ["TALLY_PUBLISHER"]):
+            out = subprocess.run([prog, "--help"], capture_output=True, text=True, timeout=10).stdout
+            names = re.findall(r"^  --\S+\s+([A-Z][A-Z0-9_]+)\s", out, re.M)
+            self.assertGreater(len(names), 10)
+            # NAME_FILE is documented with NAME ("`NAME` / `_FILE`").
+            names = [n[:-5] if n.endswith("_FILE") and n[:-5] in names else n for n in names]
+            missing = [n for n in names if "`%s`" % n not in doc and "`%s` /" % n not in doc
+                       and "`%s[_FILE]`" % n not in doc and "/ `%s" % n not in doc]
+            self.assertEqual(missing, [], "%s: settings missing from docs/configuration.md" % prog)
