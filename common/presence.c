@@ -291,6 +291,21 @@ size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_ag
     return removed;
 }
 
+size_t tally_presence_rank(tally_presence_t *p, const char *id, size_t *online)
+{
+    size_t below = 0, n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->n; i++) {
+        if (!p->entries[i].status.online)
+            continue;
+        n++;
+        below += strcmp(p->entries[i].status.id, id) < 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+    *online = n;
+    return below;
+}
+
 size_t tally_presence_online(tally_presence_t *p)
 {
     size_t online = 0;

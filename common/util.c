@@ -18,6 +18,13 @@ int64_t tally_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t tally_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void tally_backoff_init(tally_backoff_t *b, unsigned min_ms, unsigned max_ms)
 {
     b->min_ms = min_ms ? min_ms : 1;

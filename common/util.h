@@ -15,6 +15,8 @@
 int64_t tally_now_ms(void);
 /** Milliseconds since the Unix epoch: for timestamps users read. */
 int64_t tally_wall_ms(void);
+/** Wall-clock time in nanoseconds since the Unix epoch (shared by every process on a host). */
+int64_t tally_wall_ns(void);
 
 /* Exponential backoff with jitter: each failure doubles the delay up to max_ms, a success
  * resets it. The jitter (up to a quarter of the delay) keeps replicas that lost the same

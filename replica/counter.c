@@ -380,10 +380,26 @@ void counter_publish(struct worker *w)
         return;
     uint64_t now = uv_hrtime();
     uint64_t interval = w->interval_ns;
-    if (now - w->last_publish_ns < interval) {
+    uint64_t wait_ns = now - w->last_publish_ns < interval ? w->last_publish_ns + interval - now : 0;
+    if (interval > 0 && w->ranks > 1 && w->rank < w->ranks) { /* rank < ranks: we are listed online */
+        /* Under load, replicas take turns: the interval is cut into one slot per online
+         * replica (by rank of id, on the wall clock all share), and a replica publishes only
+         * early in its own slot. Two replicas' totals then leave half a slot apart or more,
+         * after each heard the other's last one, so a watcher rarely sees the total step back
+         * (docs/benchmarks.md). The delay this adds is at most one interval, as before. */
+        uint64_t slot = interval / w->ranks, wall = (uint64_t)tally_wall_ns();
+        uint64_t offset = wall % interval, mine = slot * w->rank;
+        /* Only the first half of the slot: the second keeps this publish and the next
+         * replica's apart even when this one goes out late in its slot. */
+        if (offset < mine || offset >= mine + slot / 2) {
+            uint64_t to_slot = offset < mine ? mine - offset : interval - offset + mine;
+            if (to_slot > wait_ns)
+                wait_ns = to_slot;
+        }
+    }
+    if (wait_ns > 0) {
         if (!w->publish_timer_armed) {
-            uint64_t wait_ms = (w->last_publish_ns + interval - now + 999999) / 1000000;
-            uv_timer_start(&w->publish_timer, on_publish_timer, wait_ms, 0);
+            uv_timer_start(&w->publish_timer, on_publish_timer, (wait_ns + 999999) / 1000000, 0);
             w->publish_timer_armed = 1;
         }
         return;
@@ -415,7 +431,9 @@ void counter_update_rate(struct worker *w)
     double rate = w->window_valid && total > w->window_total
                       ? (double)(total - w->window_total) * 1e9 / (double)elapsed
                       : 0.0;
-    size_t online = tally_presence_online(&g_replica.presence);
+    size_t online;
+    w->rank = tally_presence_rank(&g_replica.presence, g_replica.cfg.instance_id, &online);
+    w->ranks = online;
     double fanout = online > 2 ? (double)(online - 1) : 1.0;
     if (rate * fanout < (double)g_replica.cfg.publish_eager_rps)
         w->interval_ns = 0;

@@ -138,3 +138,18 @@ Test(presence, expire_forgets_only_old_offline_entries)
               strstr(json, "old") == NULL);
     free(json);
 }
+
+Test(presence, rank_among_the_online_by_id)
+{
+    static tally_presence_t p;
+    size_t online;
+    tally_presence_init(&p);
+    tally_status_t c = {.id = "c", .online = 1}, a = {.id = "a", .online = 1}, b = {.id = "b", .online = 0};
+    cr_assert_eq(tally_presence_update(&p, &c, 1), TALLY_OK);
+    cr_assert_eq(tally_presence_update(&p, &a, 1), TALLY_OK);
+    cr_assert_eq(tally_presence_update(&p, &b, 1), TALLY_OK);
+    cr_assert_eq(tally_presence_rank(&p, "a", &online), 0);
+    cr_assert_eq(online, 2, "offline replicas take no turn");
+    cr_assert_eq(tally_presence_rank(&p, "c", &online), 1);
+    cr_assert_eq(tally_presence_rank(&p, "zz", &online), 2, "not listed: rank == online, no slot");
+}
