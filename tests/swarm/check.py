@@ -209,6 +209,12 @@ def main():
     assert all(re.match(r"^%s-\d+:8080$" % re.escape(service("replica")), i) for i in instances), instances
     step("answers name %d instances: %s" % (len(instances), ", ".join(sorted(instances))))
 
+    st, _ = lb_get("/metrics")
+    assert st == 404, "the public edge must not serve /metrics (got %d)" % st
+    st, _ = lb_get("/./metrics")
+    assert st == 404, "nor any other spelling of it (got %d)" % st
+    step("the edge serves the API only: /metrics is 404 there")
+
     load = Load()
     wait_for(lambda: load.acked_count() > 200, timeout=60, what="the load to run")
 

@@ -94,6 +94,11 @@ for _ in $(seq 1 240); do
 done
 [ "$(echo $seen | wc -w)" -ge 3 ] || { docker-compose -p "${stack}c" -f "$root/docker-compose.yml" ps; log "compose: expected 3 instances, saw:$seen"; exit 1; }
 log "compose: counting through HAProxy, instances:$seen"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TALLY_HTTP_PORT/metrics")
+[ "$code" = 404 ] || { log "compose: the edge served /metrics ($code)"; exit 1; }
+stats=$(docker-compose -p "${stack}c" -f "$root/docker-compose.yml" port lb 8404)
+case "$stats" in 127.0.0.1:*) ;; *) log "compose: HAProxy stats published on $stats, not loopback"; exit 1 ;; esac
+log "compose: /metrics is 404 at the edge, HAProxy stats on $stats only"
 docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
 compose_up=""
 
