@@ -179,6 +179,16 @@ static void connect_now(tally_mqtt_link_t *link)
     }
 }
 
+void tally_mqtt_link_set_secret(tally_mqtt_link_t *link, const char *secret)
+{
+    link->secret = secret;
+    link->secret_len = strlen(secret);
+    if (link->secret_len == 0)
+        tally_warn(
+            "CLUSTER_SECRET is not set: totals and statuses are neither signed nor checked, so any client "
+            "allowed to publish on the broker can move this cluster's count (see docs/mqtt.md)");
+}
+
 int tally_mqtt_link_start(tally_mqtt_link_t *link)
 {
     atomic_init(&link->connected, 0);

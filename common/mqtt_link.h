@@ -59,6 +59,9 @@ typedef struct tally_mqtt_link {
     int64_t next_attempt_ms_;
 } tally_mqtt_link_t;
 
+/** Sets the cluster secret (CLUSTER_SECRET, not copied) before start; an empty one is
+ *  logged as a warning: nothing will be signed or checked. */
+void tally_mqtt_link_set_secret(tally_mqtt_link_t *link, const char *secret);
 /** Creates the client and starts connecting. Returns TALLY_ERR (logged) on a bad setting. */
 int tally_mqtt_link_start(tally_mqtt_link_t *link);
 /** Retries a first connection that failed, after a backoff; call a few times per second. */

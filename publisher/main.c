@@ -162,12 +162,7 @@ int main(int argc, char **argv)
     mq->client_id = cfg->mqtt_client_id;
     mq->username = cfg->mqtt_username;
     mq->password = cfg->mqtt_password;
-    mq->secret = cfg->cluster_secret;
-    mq->secret_len = strlen(cfg->cluster_secret);
-    if (mq->secret_len == 0)
-        tally_warn(
-            "CLUSTER_SECRET is not set: totals and statuses are neither signed nor checked, so any client "
-            "allowed to publish on the broker can move this cluster's count (see docs/mqtt.md)");
+    tally_mqtt_link_set_secret(mq, cfg->cluster_secret);
     if (cfg->forget_replica[0] != '\0')
         return publisher_forget(cfg->forget_replica);
     if (publisher_http_start() != TALLY_OK)

@@ -125,12 +125,7 @@ int main(int argc, char **argv)
     mq->client_id = cfg->mqtt_client_id;
     mq->username = cfg->mqtt_username;
     mq->password = cfg->mqtt_password;
-    mq->secret = cfg->cluster_secret;
-    mq->secret_len = strlen(cfg->cluster_secret);
-    if (mq->secret_len == 0)
-        tally_warn(
-            "CLUSTER_SECRET is not set: totals and statuses are neither signed nor checked, so any client "
-            "allowed to publish on the broker can move this cluster's count (see docs/mqtt.md)");
+    tally_mqtt_link_set_secret(mq, cfg->cluster_secret);
     mq->topics[0] = REPLICA_TOPIC_TOTAL;
     mq->topics[1] = TALLY_STATUS_TOPIC_PREFIX "+" TALLY_STATUS_TOPIC_SUFFIX;
     mq->ntopics = 2;
