@@ -160,15 +160,15 @@ class Load:
         b = self.snapshot()
         with self.lock:
             times = [a["t"]] + self.ok_times[a["oks"]:b["oks"]] + [b["t"]]
-        gap = max(y - x for x, y in zip(times, times[1:]))
+        gap, gap_at = max((y - x, x - a["t"]) for x, y in zip(times, times[1:]))
         other = {k: v - a["statuses"].get(k, 0) for k, v in b["statuses"].items() if k != 200}
         other = {k: v for k, v in other.items() if v}
         f = {"attempted": b["attempted"] - a["attempted"], "acked": b["acked"] - a["acked"],
              "non2xx": sum(other.values()), "s503": other.get(503, 0), "errors": b["errors"] - a["errors"],
              "gap": gap}
         step("%s: attempted %d, acknowledged %d, non-2xx %d (503s %d), connection errors %d, "
-             "longest time without a 200 %.2f s" % (name, f["attempted"], f["acked"], f["non2xx"], f["s503"],
-                                                    f["errors"], gap))
+             "longest time without a 200 %.2f s (from %.1f s into the phase)"
+             % (name, f["attempted"], f["acked"], f["non2xx"], f["s503"], f["errors"], gap, gap_at))
         return f
 
     def acked_count(self):
