@@ -586,7 +586,8 @@ static int apply_log_settings(const void *cfg, char *why, size_t whylen)
     tally_strlcpy(started.log_file, path, sizeof(started.log_file));
     if (level != NULL)
         started.log_level = *(const int *)(const void *)((const char *)cfg + level->offset);
-    tally_log_init(started.progname, (enum tally_log_level)started.log_level);
+    /* Only the threshold: other threads may be logging (tally_log_init also sets the name). */
+    tally_log_set_level((enum tally_log_level)started.log_level);
     return TALLY_OK;
 }
 

@@ -42,6 +42,11 @@ void tally_log_init(const char *progname, enum tally_log_level level)
     atomic_store(&log_threshold, (int)level);
 }
 
+void tally_log_set_level(enum tally_log_level level)
+{
+    atomic_store(&log_threshold, (int)level);
+}
+
 int tally_log_level_from_name(const char *name)
 {
     for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)

@@ -18,6 +18,8 @@ enum tally_log_level { TALLY_LOG_DEBUG = 0, TALLY_LOG_INFO, TALLY_LOG_WARN, TALL
 int tally_log_open(const char *path, char *why, size_t whylen);
 /** Sets the threshold and the program name printed on each line (not copied). */
 void tally_log_init(const char *progname, enum tally_log_level level);
+/** Sets the threshold only; safe while other threads log. */
+void tally_log_set_level(enum tally_log_level level);
 /** Returns the level named by @p name ("debug", "info", "warn", "error") or -1. */
 int tally_log_level_from_name(const char *name);
 /** Returns the name of @p level. */

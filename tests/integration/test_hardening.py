@@ -251,8 +251,9 @@ class LifecycleTest(ClusterTest):
         rep.signal(signal.SIGHUP)
         wait_for(lambda: "no longer loads" in slurp(log), what="the warning")
         self.assertTrue(rep.alive())
-        self.assertEqual(rep.stop(), 0)
+        rc = rep.stop()
         self.procs.remove(rep)
+        self.assertEqual(rc, 0, slurp(log))
 
     def test_sigterm_drains_pipelined_keep_alive_load(self):
         rep = self.replica(self.r, self.b, instance="drain", extra_env={"THREADS": "2"})
