@@ -149,6 +149,17 @@ void tally_redis_uv_flush(redisAsyncContext *ac)
 /* ---- the link ------------------------------------------------------------------------- */
 
 static void connect_now(tally_redis_link_t *link);
+static void ask_master(tally_redis_link_t *link);
+
+static int use_sentinels(const tally_redis_link_t *link)
+{
+    return link->sentinels != NULL && link->sentinels->n > 0;
+}
+
+int tally_redis_reply_not_master(const char *err)
+{
+    return err != NULL && (strncmp(err, "READONLY", 8) == 0 || strncmp(err, "MASTERDOWN", 10) == 0);
+}
 
 static void on_retry_timer(uv_timer_t *t)
 {
@@ -192,6 +203,43 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         went_down(link, status == REDIS_OK ? "closed" : ac->errstr[0] ? ac->errstr : "connection error");
 }
 
+/* The node answers and, with sentinels, says it is the master: report the link up. */
+static void link_up(tally_redis_link_t *link)
+{
+    link->state = TALLY_REDIS_UP;
+    link->connects++;
+    if (link->connects > 1 || link->failures > 0 || use_sentinels(link))
+        tally_info("redis %s:%d: connected%s", link->host, link->port,
+                   use_sentinels(link) ? " (master)" : "");
+    tally_backoff_reset(&link->backoff_);
+    link->failures = 0;
+    if (link->on_up != NULL)
+        link->on_up(link);
+}
+
+/* With sentinels, the answer to ROLE: a sentinel's answer may be stale, and a node may have
+ * been demoted since; nothing is written to a node that does not say "master". */
+static void on_role(redisAsyncContext *ac, void *r, void *privdata)
+{
+    tally_redis_link_t *link = privdata;
+    redisReply *reply = r;
+    if (link->ac != ac || reply == NULL)
+        return;
+    const char *role = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                               reply->element[0]->type == REDIS_REPLY_STRING
+                           ? reply->element[0]->str
+                           : NULL;
+    if (role == NULL || strcmp(role, "master") != 0) {
+        atomic_fetch_add(&link->not_master, 1);
+        tally_warn(
+            "redis %s:%d: the sentinels named it master of %s, but it answers as %s; asking them again",
+            link->host, link->port, link->master_name, role != NULL ? role : "something else");
+        tally_redis_link_drop(link, "not the master");
+        return;
+    }
+    link_up(link);
+}
+
 /* First reply on a new connection (AUTH or PING): the link is usable once it is not an error. */
 static void on_hello(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -206,20 +254,15 @@ static void on_hello(redisAsyncContext *ac, void *r, void *privdata)
         tally_redis_link_drop(link, why);
         return;
     }
-    link->state = TALLY_REDIS_UP;
-    link->connects++;
-    if (link->connects > 1 || link->failures > 0)
-        tally_info("redis %s:%d: connected", link->host, link->port);
-    tally_backoff_reset(&link->backoff_);
-    link->failures = 0;
-    if (link->on_up != NULL)
-        link->on_up(link);
+    if (!use_sentinels(link))
+        link_up(link);
+    else if (redisAsyncCommand(ac, on_role, link, "ROLE") != REDIS_OK)
+        tally_redis_link_drop(link, "cannot send ROLE");
 }
 
-static void connect_now(tally_redis_link_t *link)
+/* Connects to the node at link->host:link->port. */
+static void connect_node(tally_redis_link_t *link)
 {
-    if (link->stopping_ || link->state != TALLY_REDIS_DOWN)
-        return;
     redisAsyncContext *ac = redisAsyncConnect(link->host, link->port);
     if (ac == NULL) {
         link->state = TALLY_REDIS_CONNECTING; /* so went_down reports a failed attempt */
@@ -252,6 +295,171 @@ static void connect_now(tally_redis_link_t *link)
         redisAsyncCommand(ac, on_hello, link, "PING");
 }
 
+static void connect_now(tally_redis_link_t *link)
+{
+    if (link->stopping_ || link->state != TALLY_REDIS_DOWN)
+        return;
+    if (use_sentinels(link)) {
+        link->asked_ = 0;
+        link->state = TALLY_REDIS_CONNECTING;
+        ask_master(link); /* then connect_node, from the answer */
+        return;
+    }
+    connect_node(link);
+}
+
+/* ---- Sentinel: asking for the master, following failovers ------------------------------ */
+
+/* A sentinel connection: attached to the loop, authenticated if a password is set. */
+static redisAsyncContext *sentinel_connect(tally_redis_link_t *link, const tally_sentinel_addr_t *a,
+                                           void (*on_disconnect_cb)(const redisAsyncContext *, int),
+                                           void (*on_connect_cb)(const redisAsyncContext *, int))
+{
+    redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
+    if (ac == NULL)
+        return NULL;
+    if (ac->err || tally_redis_uv_attach(ac, link->loop) != TALLY_OK) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = link;
+    redisAsyncSetDisconnectCallback(ac, on_disconnect_cb);
+    redisAsyncSetConnectCallback(ac, on_connect_cb); /* a refused connect is reported here only */
+    if (link->sentinel_password != NULL && link->sentinel_password[0] != '\0')
+        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", link->sentinel_password);
+    return ac;
+}
+
+static void on_ask_disconnect(const redisAsyncContext *ac, int status)
+{
+    tally_redis_link_t *link = ac->data;
+    (void)status;
+    if (link->ask_ac_ != ac)
+        return;
+    link->ask_ac_ = NULL; /* that sentinel is away: ask the next one */
+    ask_master(link);
+}
+
+static void on_ask_connect(const redisAsyncContext *ac, int status)
+{
+    if (status != REDIS_OK)
+        on_ask_disconnect(ac, status);
+}
+
+static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
+{
+    tally_redis_link_t *link = privdata;
+    redisReply *reply = r;
+    if (link->ask_ac_ != ac || reply == NULL)
+        return; /* on_ask_disconnect goes on */
+    link->ask_ac_ = NULL;
+    int port = -1;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING && reply->element[1]->type == REDIS_REPLY_STRING &&
+        reply->element[0]->len > 0 && reply->element[0]->len < sizeof(link->master.host))
+        port = tally_port_parse(reply->element[1]->str, reply->element[1]->len);
+    const tally_sentinel_addr_t *asked =
+        &link->sentinels->addr[(link->ask_next_ + link->sentinels->n - 1) % link->sentinels->n];
+    if (port < 0) {
+        if (link->failures == 0 || (link->failures & (link->failures - 1)) == 0)
+            tally_warn("redis sentinel %s:%d: %s for master %s", asked->host, asked->port,
+                       reply->type == REDIS_REPLY_ERROR ? reply->str : "no address", link->master_name);
+        redisAsyncDisconnect(ac);
+        ask_master(link);
+        return;
+    }
+    memcpy(link->master.host, reply->element[0]->str, reply->element[0]->len);
+    link->master.host[reply->element[0]->len] = '\0';
+    link->master.port = port;
+    link->host = link->master.host;
+    link->port = port;
+    tally_debug("redis sentinel %s:%d: master %s is %s:%d", asked->host, asked->port, link->master_name,
+                link->master.host, port);
+    redisAsyncDisconnect(ac);
+    connect_node(link);
+}
+
+/* Asks the next sentinel; after a whole round without an answer, waits (backoff). */
+static void ask_master(tally_redis_link_t *link)
+{
+    const tally_sentinels_t *ss = link->sentinels;
+    while (link->asked_ < ss->n) {
+        const tally_sentinel_addr_t *a = &ss->addr[link->ask_next_];
+        link->ask_next_ = (link->ask_next_ + 1) % ss->n;
+        link->asked_++;
+        redisAsyncContext *ac = sentinel_connect(link, a, on_ask_disconnect, on_ask_connect);
+        if (ac == NULL)
+            continue;
+        link->ask_ac_ = ac;
+        if (redisAsyncCommand(ac, on_master_addr, link, "SENTINEL get-master-addr-by-name %s",
+                              link->master_name) == REDIS_OK)
+            return;
+        link->ask_ac_ = NULL;
+        redisAsyncFree(ac);
+    }
+    went_down(link, "no sentinel named a master");
+}
+
+static void watch_start(tally_redis_link_t *link);
+
+static void on_watch_timer(uv_timer_t *t)
+{
+    watch_start(t->data);
+}
+
+static void on_watch_disconnect(const redisAsyncContext *ac, int status)
+{
+    tally_redis_link_t *link = ac->data;
+    (void)status;
+    if (link->watch_ac_ != ac)
+        return;
+    link->watch_ac_ = NULL;
+    if (!link->stopping_)
+        uv_timer_start(&link->watch_timer_, on_watch_timer, 250, 0);
+}
+
+static void on_watch_connect(const redisAsyncContext *ac, int status)
+{
+    if (status != REDIS_OK)
+        on_watch_disconnect(ac, status);
+}
+
+static void on_switch_master(redisAsyncContext *ac, void *r, void *privdata)
+{
+    tally_redis_link_t *link = privdata;
+    redisReply *reply = r;
+    tally_sentinel_addr_t to;
+    if (link->watch_ac_ != ac || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || strcmp(reply->element[0]->str, "message") != 0 ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return; /* the subscription's own confirmation, or not for us */
+    if (tally_switch_master_parse(reply->element[2]->str, reply->element[2]->len, link->master_name, &to) !=
+        TALLY_OK)
+        return;
+    atomic_fetch_add(&link->failovers, 1);
+    tally_warn("redis sentinel: master %s moved to %s:%d; following", link->master_name, to.host, to.port);
+    if (link->ac != NULL)
+        tally_redis_link_drop(link, "failover announced by a sentinel");
+}
+
+/* Keeps one subscription to +switch-master, on the sentinels in turn. */
+static void watch_start(tally_redis_link_t *link)
+{
+    const tally_sentinels_t *ss = link->sentinels;
+    if (link->stopping_ || link->watch_ac_ != NULL)
+        return;
+    const tally_sentinel_addr_t *a = &ss->addr[link->watch_next_];
+    link->watch_next_ = (link->watch_next_ + 1) % ss->n;
+    redisAsyncContext *ac = sentinel_connect(link, a, on_watch_disconnect, on_watch_connect);
+    if (ac == NULL || redisAsyncCommand(ac, on_switch_master, link, "SUBSCRIBE +switch-master") != REDIS_OK) {
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        uv_timer_start(&link->watch_timer_, on_watch_timer, 250, 0);
+        return;
+    }
+    link->watch_ac_ = ac;
+}
+
 int tally_redis_link_start(tally_redis_link_t *link)
 {
     link->state = TALLY_REDIS_DOWN;
@@ -263,6 +471,18 @@ int tally_redis_link_start(tally_redis_link_t *link)
     if (uv_timer_init(link->loop, &link->retry_timer_) != 0)
         return TALLY_ERR;
     link->retry_timer_.data = link;
+    link->ask_ac_ = link->watch_ac_ = NULL;
+    link->ask_next_ = link->watch_next_ = 0;
+    atomic_init(&link->failovers, 0);
+    atomic_init(&link->not_master, 0);
+    if (uv_timer_init(link->loop, &link->watch_timer_) != 0)
+        return TALLY_ERR;
+    link->watch_timer_.data = link;
+    if (use_sentinels(link)) {
+        link->host = "(master not found yet)";
+        link->port = 0;
+        watch_start(link);
+    }
     connect_now(link);
     return TALLY_OK;
 }
@@ -285,9 +505,16 @@ void tally_redis_link_stop(tally_redis_link_t *link)
     uv_timer_stop(&link->retry_timer_);
     if (!uv_is_closing((uv_handle_t *)&link->retry_timer_))
         uv_close((uv_handle_t *)&link->retry_timer_, NULL);
-    redisAsyncContext *ac = link->ac;
-    link->ac = NULL;
+    uv_timer_stop(&link->watch_timer_);
+    if (!uv_is_closing((uv_handle_t *)&link->watch_timer_))
+        uv_close((uv_handle_t *)&link->watch_timer_, NULL);
+    redisAsyncContext *ac = link->ac, *ask = link->ask_ac_, *watch = link->watch_ac_;
+    link->ac = link->ask_ac_ = link->watch_ac_ = NULL;
     link->state = TALLY_REDIS_DOWN;
     if (ac != NULL)
         redisAsyncFree(ac);
+    if (ask != NULL)
+        redisAsyncFree(ask);
+    if (watch != NULL)
+        redisAsyncFree(watch);
 }

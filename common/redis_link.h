@@ -11,8 +11,10 @@
 
 #include <hiredis.h>
 #include <async.h>
+#include <stdatomic.h>
 #include <uv.h>
 
+#include "sentinel.h"
 #include "util.h"
 
 enum tally_redis_state { TALLY_REDIS_DOWN = 0, TALLY_REDIS_CONNECTING, TALLY_REDIS_UP };
@@ -25,6 +27,15 @@ struct tally_redis_link {
     const char *host; /* not copied: must outlive the link */
     int port;
     const char *password; /* NULL or "" for none */
+    /* Redis Sentinel (optional, not copied): when sentinels->n > 0, host and port above are
+     * not used. Before every connect the link asks the sentinels in turn for master_name's
+     * master, checks ROLE on the node before reporting it up, and drops the connection as
+     * soon as a sentinel announces +switch-master for it (or the owner calls
+     * tally_redis_link_drop on a -READONLY answer): it never stays on a node that is not the
+     * master. */
+    const tally_sentinels_t *sentinels;
+    const char *master_name;
+    const char *sentinel_password; /* NULL or "" for none */
     void (*on_up)(tally_redis_link_t *link);
     void (*on_down)(tally_redis_link_t *link, const char *why);
     void *data;
@@ -34,11 +45,21 @@ struct tally_redis_link {
     redisAsyncContext *ac;
     unsigned long long connects, failures;
     char errstr[128];
+    /* with sentinels: the master in use (or last asked for), and what was followed */
+    tally_sentinel_addr_t master;
+    atomic_ullong failovers;  /* +switch-master announcements followed (any thread may read) */
+    atomic_ullong not_master; /* nodes dropped for answering ROLE or a write as no master */
 
     /* private */
     uv_timer_t retry_timer_;
     tally_backoff_t backoff_;
     int stopping_;
+    redisAsyncContext *ask_ac_;   /* asking a sentinel for the master */
+    size_t ask_next_;             /* the sentinel to ask next */
+    size_t asked_;                /* sentinels asked in this round */
+    redisAsyncContext *watch_ac_; /* subscribed to +switch-master on one sentinel */
+    size_t watch_next_;
+    uv_timer_t watch_timer_; /* resubscribes after the watched sentinel went away */
 };
 
 /** Attaches hiredis context @p ac to @p loop. Refuses (TALLY_ERR) a context already attached. */
@@ -49,6 +70,10 @@ void tally_redis_uv_flush(redisAsyncContext *ac);
 
 /** Starts connecting; the link keeps itself connected until tally_redis_link_stop. */
 int tally_redis_link_start(tally_redis_link_t *link);
+/** Returns 1 when an error reply says the node is no master (-READONLY, a demoted node):
+ *  the caller drops the link, which finds the master again. */
+int tally_redis_reply_not_master(const char *err);
+
 /** Drops the connection now (e.g. a command timed out): callbacks in flight get NULL,
  *  on_down is called, and a reconnect is scheduled. @p why is logged. */
 void tally_redis_link_drop(tally_redis_link_t *link, const char *why);

@@ -56,7 +56,13 @@ static void on_lease_reply(redisAsyncContext *ac, void *r, void *privdata)
         free(op);
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR) {
+    if (reply->type == REDIS_REPLY_ERROR && tally_redis_reply_not_master(reply->str)) {
+        /* A demoted node (Sentinel failover): find the master again; the lease, if held,
+         * runs out by itself meanwhile. */
+        atomic_fetch_add(&g_pub.redis.not_master, 1);
+        tally_warn("lease: %s; asking the sentinels for the master", reply->str);
+        tally_redis_link_drop(&g_pub.redis, "the node is no longer the master (READONLY)");
+    } else if (reply->type == REDIS_REPLY_ERROR) {
         tally_error("lease: Redis refused the lease command: %s", reply->str);
     } else if (!op->renew) {
         if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0) {

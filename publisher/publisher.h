@@ -25,6 +25,9 @@ struct publisher_config {
     char redis_host[256];
     int redis_port;
     char redis_password[512];
+    char redis_sentinels[1024];
+    char redis_master_name[65];
+    char redis_sentinel_password[512];
     char mqtt_url[300];
     char mqtt_username[128];
     char mqtt_password[512];
@@ -51,6 +54,7 @@ struct publisher {
     struct publisher_config cfg;
     uv_loop_t loop;
     tally_redis_link_t redis;
+    tally_sentinels_t sentinels; /* REDIS_SENTINELS, parsed */
     tally_mqtt_link_t mqtt;
 
     /* lease.c */

@@ -210,12 +210,21 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     int noscript =
         reply != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;
-    if ((reply == NULL || noscript) && !expired(b, tally_now_ms()) && !atomic_load(&g_replica.stopping)) {
+    /* A node demoted under us (a Sentinel failover) refuses the script's first write, so
+     * nothing of the batch was applied there: resend it to the master, once found. */
+    int demoted =
+        reply != NULL && reply->type == REDIS_REPLY_ERROR && tally_redis_reply_not_master(reply->str);
+    if ((reply == NULL || noscript || demoted) && !expired(b, tally_now_ms()) &&
+        !atomic_load(&g_replica.stopping)) {
         /* Lost with the connection, applied or not: send it again once Redis is back. A
          * script cache flushed under us (not applied): reconnect, which loads it again. */
         fifo_push(&w->retry_head, &w->retry_tail, b);
         if (noscript)
             tally_redis_link_drop(&w->redis, "the batch script vanished from Redis's script cache");
+        else if (demoted) {
+            atomic_fetch_add(&w->redis.not_master, 1);
+            tally_redis_link_drop(&w->redis, "the node is no longer the master (READONLY)");
+        }
         return;
     }
     long long total_reply = -1, lifted = 0, refused = 0;

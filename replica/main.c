@@ -111,6 +111,9 @@ int main(int argc, char **argv)
     g_replica.started_ms = tally_now_ms();
     g_replica.started_wall_ms = tally_wall_ms();
     tally_cache_init(&g_replica.cache);
+    char why[256];
+    if (tally_sentinels_parse(cfg->redis_sentinels, &g_replica.sentinels, why, sizeof(why)) != TALLY_OK)
+        return 2; /* checked while loading: cannot happen */
     tally_presence_init(&g_replica.presence);
     snprintf(g_replica.status_topic, sizeof(g_replica.status_topic),
              TALLY_STATUS_TOPIC_PREFIX "%s" TALLY_STATUS_TOPIC_SUFFIX, cfg->instance_id);
@@ -164,9 +167,15 @@ int main(int argc, char **argv)
     uv_timer_start(&presence_tick, on_presence_tick, (uint64_t)cfg->presence_interval_ms,
                    (uint64_t)cfg->presence_interval_ms);
 
-    tally_info("instance %s listening on %s:%d with %d thread%s; redis %s:%d, mqtt %s", g_replica.instance,
-               cfg->service_host, cfg->service_port, cfg->threads, cfg->threads == 1 ? "" : "s",
-               cfg->redis_host, cfg->redis_port, cfg->mqtt_url);
+    char redis_where[1200];
+    if (g_replica.sentinels.n > 0)
+        snprintf(redis_where, sizeof(redis_where), "master %s through sentinels %s", cfg->redis_master_name,
+                 cfg->redis_sentinels);
+    else
+        snprintf(redis_where, sizeof(redis_where), "%s:%d", cfg->redis_host, cfg->redis_port);
+    tally_info("instance %s listening on %s:%d with %d thread%s; redis %s, mqtt %s", g_replica.instance,
+               cfg->service_host, cfg->service_port, cfg->threads, cfg->threads == 1 ? "" : "s", redis_where,
+               cfg->mqtt_url);
 
     for (int i = 1; i < cfg->threads; i++)
         if (pthread_create(&g_replica.workers[i].thread, NULL, worker_thread, &g_replica.workers[i]) != 0) {

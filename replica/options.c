@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "sentinel.h"
 #include "sign.h"
 #include "replica.h"
 
@@ -21,6 +22,14 @@ const tally_opt_t replica_options[] = {
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
+    {"REDIS_SENTINELS", TALLY_OPT_STRING, OPT(redis_sentinels), 0, 0, "",
+     "Redis Sentinel: host:port,host:port,... of the sentinels to ask for the master (then REDIS_HOST and "
+     "REDIS_PORT are not used); empty: no Sentinel",
+     tally_check_sentinels},
+    {"REDIS_MASTER_NAME", TALLY_OPT_STRING, OPT(redis_master_name), 0, 0, "tally",
+     "the master's name in the sentinels' configuration", tally_check_master_name},
+    {"REDIS_SENTINEL_PASSWORD", TALLY_OPT_SECRET, OPT(redis_sentinel_password), 0, 0, "",
+     "password of the sentinels (AUTH)", NULL},
     {"REDIS_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_timeout_ms), 50, 600000, "2000",
      "a Redis reply later than this fails its requests with 503 and reconnects", NULL},
     {"MQTT_URL", TALLY_OPT_STRING, OPT(mqtt_url), 0, 0, "tcp://127.0.0.1:1883", "MQTT broker",

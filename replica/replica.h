@@ -30,6 +30,9 @@ struct replica_config {
     char redis_host[256];
     int redis_port;
     char redis_password[512];
+    char redis_sentinels[1024];
+    char redis_master_name[65];
+    char redis_sentinel_password[512];
     int redis_timeout_ms;
     char mqtt_url[300];
     char mqtt_username[128];
@@ -80,7 +83,8 @@ struct replica {
     char instance_json[800]; /* the same, escaped for a JSON string */
     int64_t started_ms, started_wall_ms;
 
-    tally_cache_t cache;  /* the cached cluster total */
+    tally_sentinels_t sentinels; /* REDIS_SENTINELS, parsed */
+    tally_cache_t cache;         /* the cached cluster total */
     atomic_ullong served; /* N: counted requests answered 200 by this process */
     struct replica_stats stats;
     tally_mqtt_link_t mqtt;

@@ -172,6 +172,16 @@ static void handle_metrics(h2o_req_t *req)
         &m, "tally_redis_refused_resends_total", "counter",
         "Resent batches not applied again because a lift after lost writes may hold them (503).",
         LOAD(s->redis_refused));
+    double failovers = 0, not_master = 0;
+    for (int i = 0; i < g_replica.nworkers; i++) {
+        failovers += (double)atomic_load(&g_replica.workers[i].redis.failovers);
+        not_master += (double)atomic_load(&g_replica.workers[i].redis.not_master);
+    }
+    tally_metrics_add(&m, "tally_redis_failovers_total", "counter",
+                      "Sentinel failovers (+switch-master) followed, summed over worker threads.", failovers);
+    tally_metrics_add(&m, "tally_redis_not_master_total", "counter",
+                      "Connections dropped because the node answered as no master (ROLE, -READONLY).",
+                      not_master);
     tally_metrics_add(&m, "tally_redis_connected", "gauge",
                       "Worker threads with a live, seeded Redis connection.",
                       (double)atomic_load(&g_replica.redis_ready));

@@ -164,6 +164,9 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     w->redis.host = g_replica.cfg.redis_host;
     w->redis.port = g_replica.cfg.redis_port;
     w->redis.password = g_replica.cfg.redis_password;
+    w->redis.sentinels = &g_replica.sentinels;
+    w->redis.master_name = g_replica.cfg.redis_master_name;
+    w->redis.sentinel_password = g_replica.cfg.redis_sentinel_password;
     w->redis.on_up = on_redis_up;
     w->redis.on_down = counter_on_redis_down;
     w->redis.data = w;

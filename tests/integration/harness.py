@@ -98,14 +98,16 @@ class Proc:
 
 
 class Redis(Proc):
-    def __init__(self, workdir, fsync="always", port=None, password=None):
+    def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None):
         self.port = port or free_port()
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no"]
         if password:
-            argv += ["--requirepass", password]
+            argv += ["--requirepass", password, "--masterauth", password]
+        if replica_of is not None:
+            argv += ["--replicaof", "127.0.0.1", str(replica_of.port)]
         self.password = password
         super().__init__("redis-%d" % self.port, argv, workdir)
 
@@ -127,6 +129,44 @@ class Redis(Proc):
     def total(self):
         v = self.command("GET", "total_count")
         return int(v) if v is not None else 0
+
+
+class Sentinel(Proc):
+    """redis-server --sentinel monitoring `master` (a Redis) as name `name`, quorum `quorum`,
+    down-after 1 s: its own writable configuration file, as Sentinel rewrites it."""
+
+    def __init__(self, workdir, master, name="tally", quorum=1, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
+                    "sentinel monitor %s 127.0.0.1 %d %d\n"
+                    "sentinel down-after-milliseconds %s 1000\n"
+                    "sentinel failover-timeout %s 5000\n" % (self.port, self.dir, name, master.port, quorum, name, name))
+            if master.password:
+                f.write("sentinel auth-pass %s %s\n" % (name, master.password))
+        self.name = name
+        super().__init__("sentinel-%d" % self.port, ["redis-server", self.conf, "--sentinel"], workdir)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: self.command("PING") == "PONG", what="sentinel to answer PING")
+        return self
+
+    def command(self, *args, timeout=5):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            f = s.makefile("rb")
+            s.sendall(_resp([str(a) for a in args]))
+            return _read_resp(f)
+
+    def master(self):
+        host, port = self.command("SENTINEL", "get-master-addr-by-name", self.name)
+        return host, int(port)
+
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
 
 
 def _resp(args):

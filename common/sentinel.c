@@ -1,0 +1,148 @@
+#include "sentinel.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int tally_port_parse(const char *s, size_t len)
+{
+    int port = 0;
+    if (len == 0 || len > 5)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port >= 1 && port <= 65535 ? port : -1;
+}
+
+/* One "host:port" of @p len bytes. */
+static int parse_addr(const char *s, size_t len, tally_sentinel_addr_t *a, char *why, size_t whylen)
+{
+    const char *host = s, *colon;
+    size_t hlen;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close == NULL || close + 1 >= s + len || close[1] != ':') {
+            snprintf(why, whylen, "\"%.*s\" is not [ipv6]:port", (int)len, s);
+            return TALLY_ERR;
+        }
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = NULL;
+        for (size_t i = 0; i < len; i++)
+            if (s[i] == ':')
+                colon = s + i;
+        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL) {
+            snprintf(why, whylen, "\"%.*s\" is not host:port", (int)len, s);
+            return TALLY_ERR;
+        }
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= sizeof(a->host)) {
+        snprintf(why, whylen, "\"%.*s\" has %s host", (int)len, s, hlen == 0 ? "no" : "too long a");
+        return TALLY_ERR;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        char c = host[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == '_' || c == ':')) {
+            snprintf(why, whylen, "\"%.*s\": the host has a character that no host name has", (int)len, s);
+            return TALLY_ERR;
+        }
+    }
+    int port = tally_port_parse(colon + 1, (size_t)(s + len - colon - 1));
+    if (port < 0) {
+        snprintf(why, whylen, "\"%.*s\": the port must be 1 to 65535", (int)len, s);
+        return TALLY_ERR;
+    }
+    memcpy(a->host, host, hlen);
+    a->host[hlen] = '\0';
+    a->port = port;
+    return TALLY_OK;
+}
+
+int tally_sentinels_parse(const char *list, tally_sentinels_t *out, char *why, size_t whylen)
+{
+    out->n = 0;
+    const char *p = list;
+    while (*p == ' ')
+        p++;
+    if (*p == '\0')
+        return TALLY_OK;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (len == 0) {
+            snprintf(why, whylen, "an empty element in the list (host:port,host:port,...)");
+            return TALLY_ERR;
+        }
+        if (out->n == TALLY_SENTINELS_MAX) {
+            snprintf(why, whylen, "more than %d sentinels", TALLY_SENTINELS_MAX);
+            return TALLY_ERR;
+        }
+        if (parse_addr(p, len, &out->addr[out->n], why, whylen) != TALLY_OK)
+            return TALLY_ERR;
+        out->n++;
+        if (end == NULL)
+            return TALLY_OK;
+        p = end + 1;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+int tally_check_sentinels(char *value, size_t size, char *why, size_t whylen)
+{
+    static tally_sentinels_t scratch; /* config loading is single-threaded */
+    (void)size;
+    return tally_sentinels_parse(value, &scratch, why, whylen);
+}
+
+int tally_check_master_name(char *value, size_t size, char *why, size_t whylen)
+{
+    size_t n = strlen(value);
+    (void)size;
+    int ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = value[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+             c == '-' || c == '_';
+    }
+    if (!ok)
+        snprintf(why, whylen, "must be 1 to 64 of A-Z a-z 0-9 . _ -");
+    return ok ? TALLY_OK : TALLY_ERR;
+}
+
+int tally_switch_master_parse(const char *msg, size_t len, const char *name, tally_sentinel_addr_t *out)
+{
+    /* five fields separated by single spaces */
+    const char *f[5];
+    size_t flen[5], k = 0, start = 0;
+    for (size_t i = 0; i <= len && k < 5; i++) {
+        if (i == len || msg[i] == ' ') {
+            f[k] = msg + start;
+            flen[k++] = i - start;
+            start = i + 1;
+        }
+    }
+    if (k != 5 || start <= len || strlen(name) != flen[0] || memcmp(name, f[0], flen[0]) != 0)
+        return TALLY_ERR;
+    if (flen[3] == 0 || flen[3] >= sizeof(out->host))
+        return TALLY_ERR;
+    for (size_t i = 0; i < flen[3]; i++)
+        if (f[3][i] <= ' ' || f[3][i] > '~')
+            return TALLY_ERR;
+    int port = tally_port_parse(f[4], flen[4]);
+    if (port < 0)
+        return TALLY_ERR;
+    memcpy(out->host, f[3], flen[3]);
+    out->host[flen[3]] = '\0';
+    out->port = port;
+    return TALLY_OK;
+}

@@ -1,0 +1,135 @@
+"""Redis Sentinel: the replica finds the master through the sentinels, follows a failover,
+re-discovers after -READONLY, and refuses bad REDIS_SENTINELS values. Real redis-server
+processes in sentinel mode, no mocks."""
+import os
+import subprocess
+import time
+
+from harness import ClusterTest, Redis, Replica, Sentinel, load, wait_for
+
+
+def role(r):
+    return r.command("ROLE")[0]
+
+
+class SentinelTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.b = self.broker()
+
+    def ha(self, sentinels=1, quorum=1):
+        """A master, one Redis replica, and `sentinels` sentinels watching the master."""
+        m = self.redis(fsync="everysec")
+        r = self.add(Redis(self.dir, fsync="everysec", replica_of=m)).start()
+        wait_for(lambda: m.command("INFO", "replication").count("slave0:") == 1, what="the replica to attach")
+        ss = [self.add(Sentinel(self.dir, m, quorum=quorum)).start() for _ in range(sentinels)]
+        return m, r, ss
+
+    def sentinel_replica(self, ss, instance="s1", extra=None, ready=True, bad_first=False):
+        addrs = ",".join(s.addr() for s in ss)
+        if bad_first:
+            addrs = "127.0.0.1:1," + addrs  # a sentinel that is down
+        env = {"REDIS_SENTINELS": addrs, "REDIS_HOST": "192.0.2.1", "REDIS_PORT": "1"}  # the latter unused
+        env.update(extra or {})
+        return self.add(Replica(self.dir, None, self.b, instance, extra_env=env)).start(ready=ready)
+
+    def test_discovery_skips_a_dead_sentinel(self):
+        m, r, ss = self.ha()
+        rep = self.sentinel_replica(ss, bad_first=True)
+        self.assertEqual(rep.count()[0], 200)
+        self.assertEqual(m.total(), 1, "the increment went to the master")
+        self.assertIn("(master)", rep.output())
+
+    def test_failover_is_followed_and_nothing_is_counted_twice(self):
+        m, r, ss = self.ha(sentinels=3, quorum=2)
+        for s in ss:
+            wait_for(lambda: int(dict(zip(*[iter(s.command("SENTINEL", "master", "tally"))] * 2))["num-other-sentinels"]) == 2,
+                     timeout=15, what="the sentinels to know each other")
+        rep = self.sentinel_replica(ss, extra={"REDIS_TIMEOUT_MS": "10000"})
+        first = load(rep.port, 300)
+        self.assertEqual(first["statuses"], {200: 300})
+        wait_for(lambda: r.command("GET", "total_count") == "300", what="the replica to hold every write")
+        t0 = time.monotonic()
+        ss[0].command("SENTINEL", "FAILOVER", "tally")
+        wait_for(lambda: role(r) == "master", timeout=15, what="the Redis replica to be promoted")
+        promoted = time.monotonic()
+        wait_for(lambda: rep.metric("tally_redis_failovers_total") >= 1, timeout=5, what="+switch-master followed")
+        followed = time.monotonic()
+        self.assertLess(followed - promoted, 1.5, "followed within a second of the promotion (+ polling)")
+        rep.wait_ready(timeout=10)  # reconnected to the new master
+        res = load(rep.port, 300)
+        self.assertEqual(res["statuses"], {200: 300}, "counting goes on on the new master\n" + rep.output())
+        ms = sorted(m_ for _, m_, _ in first["ok"] + res["ok"])
+        self.assertEqual(ms, list(range(1, 601)), "every M once: nothing lost, nothing twice")
+        self.assertEqual(int(r.command("GET", "total_count")), 600)
+        wait_for(lambda: role(m) == "slave", timeout=15, what="the old master to rejoin as a replica")
+        self.assertLess(followed - t0, 15)
+
+    def test_readonly_from_a_demoted_node_leads_to_rediscovery(self):
+        m, r, ss = self.ha()
+        rep = self.sentinel_replica(ss, extra={"REDIS_TIMEOUT_MS": "15000"})
+        self.assertEqual(rep.count()[0], 200)
+        # Demote the master behind the sentinel's back: the next batch meets -READONLY. The
+        # sentinel still names the old node, which answers ROLE as a replica; once it names
+        # the new master, the batch that met -READONLY is resent there and answered.
+        r.command("REPLICAOF", "NO", "ONE")
+        m.command("REPLICAOF", "127.0.0.1", str(r.port))
+        ss[0].command("SENTINEL", "REMOVE", "tally")
+        st = {}
+
+        def ask():
+            st["r"] = rep.count()
+
+        import threading
+        t = threading.Thread(target=ask)
+        t.start()
+        wait_for(lambda: "no longer the master (READONLY)" in rep.output(), timeout=10, what="-READONLY seen")
+        ss[0].command("SENTINEL", "MONITOR", "tally", "127.0.0.1", str(r.port), "1")
+        t.join(20)
+        self.assertEqual(st["r"][0], 200, "the request that met -READONLY was resent to the new master")
+        self.assertEqual(st["r"][2], 2)
+        self.assertEqual(int(r.command("GET", "total_count")), 2)
+        self.assertGreaterEqual(rep.metric("tally_redis_not_master_total"), 1)
+
+
+class SentinelConfigTest(ClusterTest):
+    def run_replica(self, **env):
+        p = subprocess.run([os.environ["TALLY_REPLICA"]], env=dict(os.environ, **env), capture_output=True, text=True,
+                           timeout=10)
+        return p.returncode, p.stderr.strip()
+
+    def test_bad_values_exit_2_with_one_line(self):
+        for value in ("127.0.0.1", "host:0", "host:70000", "host:12ab", ",", "a:1,,b:2", "[::1:26379", "h st:1"):
+            rc, err = self.run_replica(REDIS_SENTINELS=value)
+            self.assertEqual(rc, 2, value)
+            self.assertEqual(len(err.splitlines()), 1, err)
+            self.assertIn("REDIS_SENTINELS", err)
+        rc, err = self.run_replica(REDIS_SENTINELS="127.0.0.1:26379", REDIS_MASTER_NAME="bad name")
+        self.assertEqual((rc, "REDIS_MASTER_NAME" in err), (2, True))
+        for prog in (os.environ["TALLY_PUBLISHER"],):
+            p = subprocess.run([prog], env=dict(os.environ, REDIS_SENTINELS="nope"), capture_output=True, text=True,
+                               timeout=10)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("REDIS_SENTINELS", p.stderr)
+
+
+class PublisherSentinelTest(ClusterTest):
+    def test_the_publisher_leads_through_the_sentinels_and_follows_a_failover(self):
+        from harness import Publisher, retained
+        b = self.broker()
+        m = self.redis(fsync="everysec")
+        r = self.add(Redis(self.dir, fsync="everysec", replica_of=m)).start()
+        wait_for(lambda: m.command("INFO", "replication").count("slave0:") == 1, what="the replica to attach")
+        s = self.add(Sentinel(self.dir, m)).start()
+        env = {"REDIS_SENTINELS": s.addr(), "REDIS_PORT": "1"}
+        m.command("SET", "total_count", "41")
+        pub = self.add(Publisher(self.dir, m, b, "p1", extra_env=env)).start()
+        wait_for(lambda: pub.leading(), what="the publisher to lead through the sentinel")
+        wait_for(lambda: retained(b, "total_count") == "41", what="the retained total from the master")
+        wait_for(lambda: r.command("GET", "total_count") == "41", what="replication")
+        s.command("SENTINEL", "FAILOVER", "tally")
+        wait_for(lambda: role(r) == "master", timeout=15, what="the promotion")
+        r.command("INCRBY", "total_count", "1")
+        wait_for(lambda: retained(b, "total_count") == "42", timeout=15, what="the new master's total retained")
+        self.assertGreaterEqual(pub.metric("tally_redis_failovers_total"), 1)
+        wait_for(lambda: pub.leading(), what="one leader again")
