@@ -162,6 +162,7 @@ static void batch_fail(struct worker *w, struct batch *b, const char *message)
 }
 
 static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata);
+static void answer_counted(struct worker *w, struct batch *b);
 
 /* Queues @p b on the connection (first send or retry). Returns TALLY_ERR if it cannot. */
 static int send_batch(struct worker *w, struct batch *b)
@@ -202,7 +203,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct batch *b = privdata;
     struct worker *w = b->worker;
     redisReply *reply = r;
-    uint64_t first;
+    uint64_t first = 0;
     (void)ac;
 
     /* Replies arrive in send order: this batch is the FIFO head. */
@@ -259,7 +260,12 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
                    REPLICA_REDIS_KEY, lifted);
     }
     uint64_t total = (uint64_t)total_reply;
-    tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+    /* In synchronous mode a total enters the cache (and so the lift floor and MQTT) only
+     * once confirmed: one a failover loses must not be taken for handed out. */
+    if (g_replica.cfg.redis_wait_replicas == 0 || refused)
+        tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+    b->first = first;
+    b->total = total;
     if (refused) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_refused, 1, memory_order_relaxed);
         tally_warn("redis: lost writes were lifted back over a batch of %zu whose reply never came; not "
@@ -271,6 +277,21 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         batch_release(w, b);
         return;
     }
+    if (g_replica.cfg.redis_wait_replicas > 0) {
+        /* Synchronous mode: applied on the master, answered once the WAIT sent after it
+         * confirms the replicas hold it (on_wait_reply). */
+        b->first = first;
+        b->total = total;
+        fifo_push(&w->confirm_head, &w->confirm_tail, b);
+        return;
+    }
+    answer_counted(w, b);
+}
+
+/* Every request of @p b gets its M; the batch goes back to the free list. */
+static void answer_counted(struct worker *w, struct batch *b)
+{
+    uint64_t first = b->first, total = b->total;
     if (total > w->newest_total)
         w->newest_total = total;
     for (size_t i = 0; i < b->n; i++) {
@@ -285,6 +306,58 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
     w->waiting -= b->n;
     b->n = 0;
     batch_release(w, b);
+}
+
+/* Synchronous mode: the replicas hold everything written before it once WAIT says so.
+ * Replies come in order, so when its answer arrives the confirm FIFO holds exactly the
+ * batches sent before it. */
+static void on_wait_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct worker *w = privdata;
+    redisReply *reply = r;
+    int64_t now = tally_now_ms();
+    (void)ac;
+    /* Approximate for the WAITs still pending: their deadline starts now. */
+    w->wait_sent_ms = --w->waits_pending > 0 ? now : 0;
+    int need = g_replica.cfg.redis_wait_replicas;
+    int confirmed = reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer >= need;
+    if (reply != NULL && !confirmed) {
+        atomic_fetch_add_explicit(&g_replica.stats.redis_wait_timeouts, 1, memory_order_relaxed);
+        unsigned long long k = atomic_load(&g_replica.stats.redis_wait_timeouts);
+        if ((k & (k - 1)) == 0)
+            tally_warn("redis: WAIT confirmed %lld of %d replicas within %d ms; answering 503 (%llu so far)",
+                       reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1LL, need,
+                       g_replica.cfg.redis_wait_timeout_ms, k);
+    }
+    struct batch *b;
+    while ((b = fifo_pop(&w->confirm_head, &w->confirm_tail)) != NULL) {
+        if (confirmed) {
+            tally_cache_offer(&g_replica.cache, b->total, now);
+            answer_counted(w, b);
+        } else if (reply == NULL && !expired(b, now) && !atomic_load(&g_replica.stopping)) {
+            /* Applied on a master that is gone: resend with its id. The ring answers its
+             * total if the next master has it, or it is applied there once. */
+            fifo_push(&w->retry_head, &w->retry_tail, b);
+        } else {
+            batch_fail(w, b,
+                       "Redis did not confirm in time that enough replicas hold this increment "
+                       "(REDIS_WAIT_REPLICAS); it may or may not be counted");
+            batch_release(w, b);
+        }
+    }
+}
+
+static void send_wait(struct worker *w)
+{
+    if (g_replica.cfg.redis_wait_replicas == 0 || w->redis.ac == NULL)
+        return;
+    if (redisAsyncCommand(w->redis.ac, on_wait_reply, w, "WAIT %d %d", g_replica.cfg.redis_wait_replicas,
+                          g_replica.cfg.redis_wait_timeout_ms) == REDIS_OK) {
+        atomic_fetch_add_explicit(&g_replica.stats.redis_waits, 1, memory_order_relaxed);
+        w->waits_pending++;
+        if (w->wait_sent_ms == 0)
+            w->wait_sent_ms = tally_now_ms();
+    }
 }
 
 static void send_open_batch(struct worker *w)
@@ -304,6 +377,7 @@ static void send_open_batch(struct worker *w)
     }
     atomic_fetch_add_explicit(&g_replica.stats.redis_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&g_replica.stats.redis_batched, b->n, memory_order_relaxed);
+    send_wait(w);
     /* On the wire in this pass, not the next. A failed write answers the batch (NULL reply)
      * from inside this call, so it must already be in the FIFO. */
     tally_redis_uv_flush(w->redis.ac);
@@ -330,13 +404,19 @@ static void resend_lost(struct worker *w)
     }
     /* No flush here: this runs inside a hiredis reply callback, where a failed write would
      * free the context under hiredis's feet. The adapter writes at the end of this pass. */
-    if (sent > 0)
+    if (sent > 0) {
+        send_wait(w);
         tally_info("redis: resent %d batch%s lost with the connection", sent, sent == 1 ? "" : "es");
+    }
 }
 
 void counter_fail_waiting(struct worker *w)
 {
     struct batch *b;
+    while ((b = fifo_pop(&w->confirm_head, &w->confirm_tail)) != NULL) {
+        batch_fail(w, b, "the replica is stopping; the request may or may not have been counted");
+        batch_release(w, b);
+    }
     while ((b = fifo_pop(&w->retry_head, &w->retry_tail)) != NULL) {
         batch_fail(w, b, "the replica is stopping; the request may or may not have been counted");
         batch_release(w, b);
@@ -470,6 +550,14 @@ void counter_check_deadline(struct worker *w, int64_t now_ms)
                    "the connection to Redis was lost and did not come back in time; the request may or may "
                    "not have been counted");
         batch_release(w, b);
+    }
+    if (w->wait_sent_ms != 0 &&
+        now_ms - w->wait_sent_ms > g_replica.cfg.redis_timeout_ms + g_replica.cfg.redis_wait_timeout_ms) {
+        atomic_fetch_add_explicit(&g_replica.stats.redis_timeouts, 1, memory_order_relaxed);
+        tally_warn("redis: no answer to WAIT within %d ms; dropping the connection",
+                   g_replica.cfg.redis_timeout_ms + g_replica.cfg.redis_wait_timeout_ms);
+        tally_redis_link_drop(&w->redis, "WAIT timeout");
+        return;
     }
     struct batch *head = w->inflight_head;
     if (head == NULL || now_ms - head->sent_ms <= g_replica.cfg.redis_timeout_ms)

@@ -32,6 +32,13 @@ const tally_opt_t replica_options[] = {
      "password of the sentinels (AUTH)", NULL},
     {"REDIS_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_timeout_ms), 50, 600000, "2000",
      "a Redis reply later than this fails its requests with 503 and reconnects", NULL},
+    {"REDIS_WAIT_REPLICAS", TALLY_OPT_INT, OPT(redis_wait_replicas), 0, 16, "0",
+     "synchronous mode: a batch is acknowledged only once Redis WAIT confirms this many Redis replicas hold "
+     "it "
+     "(one WAIT per loop pass); fewer in REDIS_WAIT_TIMEOUT_MS: 503. 0: asynchronous replication",
+     NULL},
+    {"REDIS_WAIT_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_wait_timeout_ms), 1, 60000, "500",
+     "how long one WAIT may wait for the replicas", NULL},
     {"MQTT_URL", TALLY_OPT_STRING, OPT(mqtt_url), 0, 0, "tcp://127.0.0.1:1883", "MQTT broker",
      tally_check_mqtt_url},
     {"MQTT_USERNAME", TALLY_OPT_STRING, OPT(mqtt_username), 0, 0, "", "MQTT user name (empty: anonymous)",

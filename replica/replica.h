@@ -34,6 +34,8 @@ struct replica_config {
     char redis_master_name[65];
     char redis_sentinel_password[512];
     int redis_timeout_ms;
+    int redis_wait_replicas;
+    int redis_wait_timeout_ms;
     char mqtt_url[300];
     char mqtt_username[128];
     char mqtt_password[512];
@@ -65,14 +67,16 @@ struct replica_stats {
     atomic_ullong redis_errors;        /* failed INCRBY batches (connection lost, error reply, timeout) */
     atomic_ullong redis_timeouts;      /* connections dropped because a reply took too long */
     atomic_ullong publish_interval_ns; /* the publish rule's current interval (any thread's) */
-    atomic_ullong redis_lifted;   /* increments added to raise a total_count found below a total handed out */
-    atomic_ullong redis_batches;  /* INCRBY commands sent */
-    atomic_ullong redis_batched;  /* requests carried by those commands */
-    atomic_ullong redis_retries;  /* batches sent again after a lost connection */
-    atomic_ullong redis_refused;  /* resends refused: a lift may already hold them (503) */
-    atomic_ullong mqtt_dropped;   /* total_count payloads that were not a valid total */
-    atomic_ullong mqtt_totals;    /* valid totals received */
-    atomic_ullong status_dropped; /* replicas/+/status payloads that were not a valid status */
+    atomic_ullong redis_lifted;  /* increments added to raise a total_count found below a total handed out */
+    atomic_ullong redis_batches; /* INCRBY commands sent */
+    atomic_ullong redis_batched; /* requests carried by those commands */
+    atomic_ullong redis_retries; /* batches sent again after a lost connection */
+    atomic_ullong redis_refused; /* resends refused: a lift may already hold them (503) */
+    atomic_ullong redis_waits;   /* WAIT commands sent (REDIS_WAIT_REPLICAS) */
+    atomic_ullong redis_wait_timeouts; /* WAITs that confirmed fewer replicas than asked (503) */
+    atomic_ullong mqtt_dropped;        /* total_count payloads that were not a valid total */
+    atomic_ullong mqtt_totals;         /* valid totals received */
+    atomic_ullong status_dropped;      /* replicas/+/status payloads that were not a valid status */
 };
 
 struct worker;
@@ -85,7 +89,7 @@ struct replica {
 
     tally_sentinels_t sentinels; /* REDIS_SENTINELS, parsed */
     tally_cache_t cache;         /* the cached cluster total */
-    atomic_ullong served; /* N: counted requests answered 200 by this process */
+    atomic_ullong served;        /* N: counted requests answered 200 by this process */
     struct replica_stats stats;
     tally_mqtt_link_t mqtt;
     tally_presence_t presence; /* replicas heard of on replicas/+/status */
@@ -136,6 +140,7 @@ struct batch {
     int64_t sent_ms;       /* the latest send */
     int sends;             /* how often it was sent: a resend must check the ring first */
     uint64_t sent_floor;   /* the cached total at the first send: its range lies above it */
+    uint64_t first, total; /* REDIS_WAIT_REPLICAS: its totals, held until WAIT confirms them */
     size_t n;
     struct pending items[BATCH_MAX];
 };
@@ -162,6 +167,9 @@ struct worker {
     struct batch *open;                          /* collecting this pass; NULL when none */
     struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
     struct batch *retry_head, *retry_tail;       /* lost with a connection, to resend in order */
+    struct batch *confirm_head, *confirm_tail;   /* applied, waiting for WAIT (REDIS_WAIT_REPLICAS) */
+    int64_t wait_sent_ms;                        /* the oldest WAIT not answered yet (0: none) */
+    int waits_pending;
     uint64_t next_seq;
     char dedup_key[200]; /* tally:batches:<instance>:<start ms>:<thread> */
     struct batch *free_batches;

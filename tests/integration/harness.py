@@ -103,7 +103,8 @@ class Redis(Proc):
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no"]
+                "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no",
+                "--repl-diskless-sync-delay", "0"]  # a replica in a test syncs at once, not after 5 s
         if password:
             argv += ["--requirepass", password, "--masterauth", password]
         if replica_of is not None:
@@ -125,6 +126,10 @@ class Redis(Proc):
                 _read_resp(f)
             s.sendall(_resp([str(a) for a in args]))
             return _read_resp(f)
+
+    def replicas_online(self):
+        """How many replicas the master lists as online (synced)."""
+        return self.command("INFO", "replication").count(",state=online,")
 
     def total(self):
         v = self.command("GET", "total_count")

@@ -21,7 +21,7 @@ class SentinelTest(ClusterTest):
         """A master, one Redis replica, and `sentinels` sentinels watching the master."""
         m = self.redis(fsync="everysec")
         r = self.add(Redis(self.dir, fsync="everysec", replica_of=m)).start()
-        wait_for(lambda: m.command("INFO", "replication").count("slave0:") == 1, what="the replica to attach")
+        wait_for(lambda: m.replicas_online() == 1, what="the replica to sync")
         ss = [self.add(Sentinel(self.dir, m, quorum=quorum)).start() for _ in range(sentinels)]
         return m, r, ss
 
@@ -119,7 +119,7 @@ class PublisherSentinelTest(ClusterTest):
         b = self.broker()
         m = self.redis(fsync="everysec")
         r = self.add(Redis(self.dir, fsync="everysec", replica_of=m)).start()
-        wait_for(lambda: m.command("INFO", "replication").count("slave0:") == 1, what="the replica to attach")
+        wait_for(lambda: m.replicas_online() == 1, what="the replica to sync")
         s = self.add(Sentinel(self.dir, m)).start()
         env = {"REDIS_SENTINELS": s.addr(), "REDIS_PORT": "1"}
         m.command("SET", "total_count", "41")
@@ -133,3 +133,36 @@ class PublisherSentinelTest(ClusterTest):
         wait_for(lambda: retained(b, "total_count") == "42", timeout=15, what="the new master's total retained")
         self.assertGreaterEqual(pub.metric("tally_redis_failovers_total"), 1)
         wait_for(lambda: pub.leading(), what="one leader again")
+
+
+class WaitModeTest(ClusterTest):
+    def test_a_batch_is_acknowledged_only_once_a_replica_holds_it(self):
+        import signal as sig
+        b = self.broker()
+        m = self.redis(fsync="everysec")
+        r = self.add(Redis(self.dir, fsync="everysec", replica_of=m)).start()
+        wait_for(lambda: m.replicas_online() == 1, what="the replica to sync")
+        rep = self.add(Replica(self.dir, m, b, "sync", extra_env={"REDIS_WAIT_REPLICAS": "1",
+                                                                  "REDIS_WAIT_TIMEOUT_MS": "300"})).start()
+        res = load(rep.port, 500)
+        self.assertEqual(res["statuses"], {200: 500})
+        self.assertEqual(r.command("GET", "total_count"), "500", "every acknowledged increment is on the replica")
+        waits = rep.metric("tally_redis_waits_total")
+        self.assertGreater(waits, 0)
+        self.assertLess(waits, 500, "one WAIT per loop pass, not one per request")
+        r.signal(sig.SIGSTOP)  # the replica stops acknowledging
+        try:
+            st, _, _ = rep.count()
+            self.assertEqual(st, 503, "not confirmed: not acknowledged")
+            self.assertGreaterEqual(rep.metric("tally_redis_wait_timeouts_total"), 1)
+        finally:
+            r.signal(sig.SIGCONT)
+        wait_for(lambda: rep.count()[0] == 200, what="acknowledged again once the replica is back")
+        self.assertIn("WAIT confirmed 0 of 1 replicas", rep.output())
+
+    def test_asynchronous_mode_sends_no_wait(self):
+        b = self.broker()
+        m = self.redis(fsync="everysec")
+        rep = self.add(Replica(self.dir, m, b, "async")).start()
+        self.assertEqual(load(rep.port, 100)["statuses"], {200: 100}, "no replica needed")
+        self.assertEqual(rep.metric("tally_redis_waits_total"), 0)
