@@ -77,7 +77,7 @@ printf 'watcher:%s\n' "$watcher_pw" >"$out/passwd-watchers"
 mosquitto_passwd -U "$out/passwd-services"
 mosquitto_passwd -U "$out/passwd-watchers"
 cp "$here/acl-services" "$here/acl-watchers" "$out/"
-printf 'requirepass %s\n' "$redis_pw" >"$out/redis-auth.conf"
+printf 'requirepass %s\nmasterauth %s\n' "$redis_pw" "$redis_pw" >"$out/redis-auth.conf"
 chmod 600 "$out/redis-auth.conf"
 
 # TLS for the watcher listeners: a local CA made once (kept across runs), and a broker

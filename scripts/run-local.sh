@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: the whole system on this machine, no Docker.
 #   scripts/run-local.sh [replicas]      (default 3)
+#   scripts/run-local.sh --ha [replicas] Redis HA: a master, two Redis replicas and three
+#                                        sentinels (SENTINEL_PORT 26379..26381); replicas
+#                                        and publishers find the master through them
 # Installs missing Debian packages, builds, makes credentials (broker-config/make-secrets.sh),
 # starts redis-server (AOF on, password) and mosquitto with the production configuration
 # in broker-config/, two publishers (one leads), then the replicas, all sharing one HTTP
@@ -12,7 +15,10 @@
 # Data, credentials and logs: .run/
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+ha=""
+if [ "${1:-}" = "--ha" ]; then ha=1; shift; fi
 replicas=${1:-${REPLICAS:-3}}
+sentinel_port=${SENTINEL_PORT:-26379}
 http_port=${HTTP_PORT:-8080}
 redis_port=${REDIS_PORT:-6379}
 mqtt_port=${MQTT_PORT:-1883}
@@ -31,14 +37,15 @@ mkdir -p "$run/redis"
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$http_port:HTTP_PORT" "$redis_port:REDIS_PORT" "$mqtt_port:MQTT_PORT" "$watch_port:MQTT_WATCH_PORT" \
          "$ws_port:MQTT_WS_PORT" "$watch_tls_port:MQTT_WATCH_TLS_PORT" "$wss_port:MQTT_WSS_PORT" \
-         "9101:publisher" "9102:publisher"; do
+         "9101:publisher" "9102:publisher" ${ha:+"$((redis_port + 1)):REDIS_PORT+1" "$((redis_port + 2)):REDIS_PORT+2"} \
+         ${ha:+"$sentinel_port:SENTINEL_PORT" "$((sentinel_port + 1)):SENTINEL_PORT+1" "$((sentinel_port + 2)):SENTINEL_PORT+2"}; do
   if port_busy "${p%%:*}"; then
     echo "run-local.sh: port ${p%%:*} is in use; stop what holds it or set ${p##*:}=another port" >&2
     exit 1
   fi
 done
 
-servers=() replica_pids=()
+servers=() replica_pids=() redis_nodes=()
 stop_all() {
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
@@ -49,7 +56,7 @@ cleanup() {
   echo "stopping..."
   # Replicas first (they drain their requests), then the servers they talk to.
   stop_all "${replica_pids[@]}"
-  stop_all "${servers[@]}"
+  stop_all "${servers[@]}" "${redis_nodes[@]}"
   echo "stopped; data and logs are in $run"
 }
 trap cleanup EXIT
@@ -69,16 +76,60 @@ wait_until() { # wait_until <seconds> <what> <command...>
 [ "$(id -u)" -eq 0 ] && echo "user root" >>"$run/broker/mosquitto.conf"
 secrets="$run/broker/secrets"
 
-redis-server "$root/broker-config/redis.conf" --include "$run/broker/redis-auth.conf" --port "$redis_port" \
-  --dir "$run/redis" --daemonize no >"$run/redis.log" 2>&1 &
-servers+=($!)
+# In HA mode the sentinels rewrite a node's configuration file (CONFIG REWRITE: who is whose
+# replica, after a failover): each node gets its own copy in its data folder, made once and
+# kept, so a restart finds the roles as the sentinels left them.
+node_conf() { # node_conf DIR PORT [MASTER_PORT]: prints the path of DIR/redis.conf
+  if [ ! -s "$1/redis.conf" ]; then
+    { cat "$root/broker-config/redis.conf" "$root/broker-config/redis-ha.conf" "$run/broker/redis-auth.conf"
+      printf 'port %s\ndir %s\n' "$2" "$1"
+      [ -z "${3:-}" ] || printf 'replicaof 127.0.0.1 %s\n' "$3"; } >"$1/redis.conf"
+    chmod 600 "$1/redis.conf"
+  fi
+  echo "$1/redis.conf"
+}
+if [ -n "$ha" ]; then
+  redis-server "$(node_conf "$run/redis" "$redis_port")" --daemonize no >"$run/redis.log" 2>&1 &
+else
+  redis-server "$root/broker-config/redis.conf" --include "$run/broker/redis-auth.conf" --port "$redis_port" \
+    --dir "$run/redis" --daemonize no >"$run/redis.log" 2>&1 &
+fi
+# In HA mode a Redis node may die (that is what the sentinels are for): not watched below.
+if [ -n "$ha" ]; then redis_nodes+=($!); else servers+=($!); fi
+redis_env=(REDIS_PORT="$redis_port")
+if [ -n "$ha" ]; then
+  # Two Redis replicas and three sentinels, all local. A node's role is whatever the
+  # sentinels made it last: each keeps its own data folder and its sentinel its own file.
+  sentinels=""
+  for i in 1 2; do
+    mkdir -p "$run/redis-$i"
+    redis-server "$(node_conf "$run/redis-$i" $((redis_port + i)) "$redis_port")" --daemonize no \
+      >"$run/redis-$i.log" 2>&1 &
+    redis_nodes+=($!)
+  done
+  for i in 0 1 2; do
+    p=$((sentinel_port + i)); mkdir -p "$run/sentinel-$i"
+    [ -s "$run/sentinel-$i/sentinel.conf" ] ||
+      sed -e "s|@PORT@|$p|" -e "s|@BIND@|127.0.0.1|" -e "s|@DIR@|$run/sentinel-$i|" -e "s|@MASTER_HOST@|127.0.0.1|" \
+          -e "s|@MASTER_PORT@|$redis_port|" -e "s|@AUTH@|sentinel auth-pass tally $(cat "$run/broker/secrets/redis.txt")|" \
+          "$root/broker-config/sentinel.conf.in" >"$run/sentinel-$i/sentinel.conf"
+    chmod 600 "$run/sentinel-$i/sentinel.conf"
+    redis-server "$run/sentinel-$i/sentinel.conf" --sentinel >"$run/sentinel-$i.log" 2>&1 &
+    servers+=($!)
+    sentinels="$sentinels${sentinels:+,}127.0.0.1:$p"
+  done
+  redis_env=(REDIS_SENTINELS="$sentinels")
+fi
 mosquitto -c "$run/broker/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
 servers+=($!)
 wait_until 10 "redis" env REDISCLI_AUTH="$(cat "$secrets/redis.txt")" redis-cli -p "$redis_port" ping
+if [ -n "$ha" ]; then
+  wait_until 20 "the sentinels" redis-cli -p "$sentinel_port" SENTINEL get-master-addr-by-name tally
+fi
 wait_until 10 "mosquitto" port_busy "$mqtt_port"
 
 for i in 1 2; do
-  INSTANCE_ID="$(hostname)-publisher-$i" HTTP_HOST=127.0.0.1 HTTP_PORT=$((9100 + i)) REDIS_PORT=$redis_port \
+  env "${redis_env[@]}" INSTANCE_ID="$(hostname)-publisher-$i" HTTP_HOST=127.0.0.1 HTTP_PORT=$((9100 + i)) \
     REDIS_PASSWORD_FILE="$secrets/redis.txt" MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-publisher \
     MQTT_PASSWORD_FILE="$secrets/mqtt-publisher.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
     "$root/build-local/publisher/tally-publisher" \
@@ -87,7 +138,7 @@ for i in 1 2; do
 done
 
 for i in $(seq 1 "$replicas"); do
-  SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" REDIS_PORT=$redis_port \
+  env "${redis_env[@]}" SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" \
     REDIS_PASSWORD_FILE="$secrets/redis.txt" MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-replica \
     MQTT_PASSWORD_FILE="$secrets/mqtt-replica.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
     "$root/build-local/replica/tally-replica" \
@@ -98,7 +149,9 @@ wait_until 20 "the replicas" curl -sf "http://127.0.0.1:$http_port/readyz"
 
 cat <<INFO
 
-tally is running: $replicas replicas sharing http://127.0.0.1:$http_port/, 2 publishers
+tally is running: $replicas replicas sharing http://127.0.0.1:$http_port/, 2 publishers${ha:+
+Redis HA: master :$redis_port, replicas :$((redis_port + 1)) :$((redis_port + 2)), sentinels $sentinels
+  (kill the master and watch them follow: redis-cli -p $sentinel_port SENTINEL get-master-addr-by-name tally)}
 (Redis :$redis_port, MQTT :$mqtt_port for services, :$watch_port for watchers, WebSockets :$ws_port,
  TLS for watchers :$watch_tls_port and :$wss_port with the local CA $run/broker/tls/ca.crt)
 
