@@ -438,8 +438,14 @@ static void on_switch_master(redisAsyncContext *ac, void *r, void *privdata)
         return;
     atomic_fetch_add(&link->failovers, 1);
     tally_warn("redis sentinel: master %s moved to %s:%d; following", link->master_name, to.host, to.port);
-    if (link->ac != NULL)
+    tally_backoff_reset(&link->backoff_);
+    if (link->ac != NULL) {
         tally_redis_link_drop(link, "failover announced by a sentinel");
+    } else if (link->state == TALLY_REDIS_DOWN) {
+        /* Waiting out a backoff after the old master died: the new one is known now. */
+        uv_timer_stop(&link->retry_timer_);
+        connect_now(link);
+    }
 }
 
 /* Keeps one subscription to +switch-master, on the sentinels in turn. */

@@ -308,6 +308,8 @@ static void answer_counted(struct worker *w, struct batch *b)
     batch_release(w, b);
 }
 
+static void send_wait(struct worker *w);
+
 /* Synchronous mode: the replicas hold everything written before it once WAIT says so.
  * Replies come in order, so when its answer arrives the confirm FIFO holds exactly the
  * batches sent before it. */
@@ -345,12 +347,24 @@ static void on_wait_reply(redisAsyncContext *ac, void *r, void *privdata)
             batch_release(w, b);
         }
     }
+    /* Batches sent while this one waited: one WAIT for them all, written at the end of the
+     * pass (not from inside this reply callback). */
+    if (w->wait_needed && reply != NULL)
+        send_wait(w);
 }
 
+/* One WAIT at a time: Redis blocks the connection while a WAIT waits, so batches sent
+ * meanwhile queue behind it; a single WAIT sent when it returns covers all of them (group
+ * commit, again). */
 static void send_wait(struct worker *w)
 {
     if (g_replica.cfg.redis_wait_replicas == 0 || w->redis.ac == NULL)
         return;
+    if (w->waits_pending > 0) {
+        w->wait_needed = 1;
+        return;
+    }
+    w->wait_needed = 0;
     if (redisAsyncCommand(w->redis.ac, on_wait_reply, w, "WAIT %d %d", g_replica.cfg.redis_wait_replicas,
                           g_replica.cfg.redis_wait_timeout_ms) == REDIS_OK) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_waits, 1, memory_order_relaxed);

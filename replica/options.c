@@ -35,7 +35,8 @@ const tally_opt_t replica_options[] = {
     {"REDIS_WAIT_REPLICAS", TALLY_OPT_INT, OPT(redis_wait_replicas), 0, 16, "0",
      "synchronous mode: a batch is acknowledged only once Redis WAIT confirms this many Redis replicas hold "
      "it "
-     "(one WAIT per loop pass); fewer in REDIS_WAIT_TIMEOUT_MS: 503. 0: asynchronous replication",
+     "(one WAIT at a time, covering every batch sent meanwhile); fewer in REDIS_WAIT_TIMEOUT_MS: 503. 0: "
+     "asynchronous replication",
      NULL},
     {"REDIS_WAIT_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_wait_timeout_ms), 1, 60000, "500",
      "how long one WAIT may wait for the replicas", NULL},

@@ -169,7 +169,8 @@ struct worker {
     struct batch *retry_head, *retry_tail;       /* lost with a connection, to resend in order */
     struct batch *confirm_head, *confirm_tail;   /* applied, waiting for WAIT (REDIS_WAIT_REPLICAS) */
     int64_t wait_sent_ms;                        /* the oldest WAIT not answered yet (0: none) */
-    int waits_pending;
+    int waits_pending;                           /* at most 1: see send_wait */
+    int wait_needed;                             /* batches were sent while a WAIT was pending */
     uint64_t next_seq;
     char dedup_key[200]; /* tally:batches:<instance>:<start ms>:<thread> */
     struct batch *free_batches;

@@ -159,9 +159,10 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_redis_errors_total", "counter",
                       "INCRBY batches that failed (connection lost, refused, error reply, timeout).",
                       LOAD(s->redis_errors));
-    tally_metrics_add(&m, "tally_redis_waits_total", "counter",
-                      "WAIT commands sent in synchronous mode (REDIS_WAIT_REPLICAS), one per loop pass.",
-                      LOAD(s->redis_waits));
+    tally_metrics_add(
+        &m, "tally_redis_waits_total", "counter",
+        "WAIT commands sent in synchronous mode (REDIS_WAIT_REPLICAS), each covering the batches before it.",
+        LOAD(s->redis_waits));
     tally_metrics_add(
         &m, "tally_redis_wait_timeouts_total", "counter",
         "WAITs that confirmed fewer replicas than REDIS_WAIT_REPLICAS in time (their requests: 503).",

@@ -152,7 +152,7 @@ class Sentinel(Proc):
                     "sentinel failover-timeout %s 5000\n" % (self.port, self.dir, name, master.port, quorum, name, name))
             if master.password:
                 f.write("sentinel auth-pass %s %s\n" % (name, master.password))
-        self.name = name
+        self.master_name = name
         super().__init__("sentinel-%d" % self.port, ["redis-server", self.conf, "--sentinel"], workdir)
 
     def start(self):
@@ -167,7 +167,7 @@ class Sentinel(Proc):
             return _read_resp(f)
 
     def master(self):
-        host, port = self.command("SENTINEL", "get-master-addr-by-name", self.name)
+        host, port = self.command("SENTINEL", "get-master-addr-by-name", self.master_name)
         return host, int(port)
 
     def addr(self):
