@@ -5,7 +5,7 @@ every M unique, no cached total going back) plus: every replica's cached total c
 the Redis total. Each prints one line of figures; the exit code is 1 if any check failed.
 
     TALLY_REPLICA=build/replica/tally-replica TALLY_PUBLISHER=build/publisher/tally-publisher \\
-        python3 tests/faults/faults.py [scenario ...] [--seconds 6]
+        python3 tests/faults/faults.py [scenario ...] [--seconds 6] [--ha]
 
 Network scenarios put one replica in its own network namespace (ip netns + veth, needs
 root) and cut its route to Redis or to the broker with a blackhole route: packets vanish,
@@ -102,24 +102,39 @@ class NsReplica(harness.Replica):
 class Cluster:
     """Redis, mosquitto, two publishers and the replicas of one scenario."""
 
-    def __init__(self, fsync="always", replicas=3, netns=None):
+    def __init__(self, fsync="always", replicas=3, netns=None, ha=None):
         self.dir = tempfile.mkdtemp(prefix="tally-faults-")
         self.procs = []
         self.ns = netns
+        self.fsync = fsync
+        self.nodes, self.sentinels = [], []
         binds = ["127.0.0.1"] + ([netns.redis_ip] if netns else [])
         self.redis = harness.Redis(self.dir, fsync=fsync)
         self.redis.argv[self.redis.argv.index("--bind"):self.redis.argv.index("--bind") + 2] = ["--bind"] + binds
         if netns:  # reached over the private veth only; no password on a test Redis
             self.redis.argv += ["--protected-mode", "no"]
         self.start(self.redis)
+        env = {"LOG_LEVEL": "warn"}
+        if ha is not None:
+            # Redis HA: the master above, two Redis replicas, three sentinels (quorum 2);
+            # replicas and publishers find the master through the sentinels. ha = the
+            # REDIS_WAIT_REPLICAS of the replicas ("0": async, "1": synchronous).
+            self.nodes = [self.redis] + [self.start(harness.Redis(self.dir, fsync=fsync, replica_of=self.redis))
+                                         for _ in range(2)]
+            harness.wait_for(lambda: self.redis.replicas_online() == 2, timeout=20, what="the Redis replicas")
+            self.sentinels = [self.start(harness.Sentinel(self.dir, self.redis, quorum=2)) for _ in range(3)]
+            for sn in self.sentinels:
+                harness.wait_for(lambda: sn.command("SENTINEL", "get-master-addr-by-name", "tally"), what="sentinels")
+            env["REDIS_SENTINELS"] = ",".join(sn.addr() for sn in self.sentinels)
         self.broker = self.make_broker()
         self.start(self.broker)
         self.publishers = [self.start(harness.Publisher(self.dir, self.redis, self.broker, "p%d" % i,
-                                                        extra_env={"LOG_LEVEL": "warn"})) for i in (1, 2)]
+                                                        extra_env=env)) for i in (1, 2)]
         self.replicas = []
+        renv = dict(env, REDIS_WAIT_REPLICAS=ha) if ha is not None else env
         for i in range(replicas):
             self.replicas.append(self.start(harness.Replica(self.dir, self.redis, self.broker, "r%d" % i,
-                                                            extra_env={"LOG_LEVEL": "warn"})))
+                                                            extra_env=renv)))
         if netns:
             self.replicas.append(self.start(NsReplica(self.dir, netns, self.redis, self.broker, "ns")))
 
@@ -335,6 +350,34 @@ def publisher_leader_killed(c, load, args):
     return 1, "standby led after %.1f s" % (time.monotonic() - t0), effect(True, "the standby leads")
 
 
+def master_killed(c, load, args):
+    """kill -9 of the Redis master; the sentinels promote a replica; the old master comes
+    back as a replica of the new one."""
+    when(load, load.result.acknowledged + 2000)
+    old = c.redis
+    old.kill9()
+    t0 = time.monotonic()
+    harness.wait_for(lambda: c.sentinels[0].master()[1] != old.port, timeout=20, interval=0.05,
+                     what="a promotion")
+    promoted = time.monotonic() - t0
+    port = c.sentinels[0].master()[1]
+    c.redis = next(n for n in c.nodes if n.port == port)
+    fresh = harness.Redis(c.dir, fsync=c.fsync, port=old.port, replica_of=c.redis)
+    c.restart(old, fresh)
+    c.nodes[c.nodes.index(old)] = fresh
+    harness.wait_for(lambda: metric_sum(c.replicas, "tally_redis_failovers_total") >= len(c.replicas), timeout=10,
+                     what="every replica to follow")
+    return 1, "promoted :%d %.1f s after the kill" % (port, promoted), effect(True, "every replica followed")
+
+
+def sentinel_killed(c, load, args):
+    when(load, load.result.acknowledged + 2000)
+    c.sentinels[0].kill9()
+    mark = load.result.acknowledged
+    when(load, mark + 2000)
+    return 1, "", effect(load.result.acknowledged > mark, "counting went on")
+
+
 SCENARIOS = [
     ("replicas-kill9", "always", False, replicas_killed),
     ("broker-restart", "always", False, broker_restarted),
@@ -347,12 +390,21 @@ SCENARIOS = [
     ("publisher-leader-kill9", "always", False, publisher_leader_killed),
 ]
 
+# Redis HA with Sentinel (a master, two Redis replicas, three sentinels): run by name or with
+# --ha, not yet in the default set that .ci/run runs (one of nine runs of the WAIT scenario
+# once ended with the retained total 71 behind Redis after 10 s; not understood yet).
+HA_SCENARIOS = [
+    ("sentinel-master-kill9-async", "everysec", False, master_killed, "0"),
+    ("sentinel-master-kill9-wait1", "everysec", False, master_killed, "1"),
+    ("sentinel-killed", "everysec", False, sentinel_killed, "0"),
+]
 
-def run(name, fsync, needs_ns, inject, args):
+
+def run(name, fsync, needs_ns, inject, args, ha=None):
     ns = Netns().create() if needs_ns else None
     c = None
     try:
-        c = Cluster(fsync=fsync, netns=ns)
+        c = Cluster(fsync=fsync, netns=ns, ha=ha)
         before = c.redis.total()
         load = tally_load.Load([c.url(r) for r in c.replicas], duration=args.seconds, concurrency=8, depth=4,
                                sample_ms=20, give_up=args.seconds + 10)
@@ -389,6 +441,8 @@ def run(name, fsync, needs_ns, inject, args):
         if not ok:
             for n, v, d in checks:
                 print("    %-9s %s  %s" % (n, "PASS" if v else "FAIL", d), flush=True)
+            for p in c.publishers + c.replicas:  # what they said, for the failing check
+                print("    --- %s (last lines):\n    %s" % (p.name, "\n    ".join(p.output().splitlines()[-8:])))
         return ok, fig
     finally:
         bad = c.stop() if c else []
@@ -404,19 +458,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenarios", nargs="*", help="names to run (default: all)")
     ap.add_argument("--seconds", type=float, default=6.0, help="load per scenario (default 6)")
+    ap.add_argument("--ha", action="store_true", help="also the Redis HA (Sentinel) scenarios")
     args = ap.parse_args()
     if not harness.REPLICA or not harness.PUBLISHER:
         sys.exit("faults: set TALLY_REPLICA and TALLY_PUBLISHER (ctest does)")
-    chosen = [s for s in SCENARIOS if not args.scenarios or s[0] in args.scenarios]
-    unknown = set(args.scenarios) - {s[0] for s in SCENARIOS}
+    every = SCENARIOS + HA_SCENARIOS
+    chosen = [s for s in every if s[0] in args.scenarios] if args.scenarios else \
+        SCENARIOS + (HA_SCENARIOS if args.ha else [])
+    unknown = set(args.scenarios) - {s[0] for s in every}
     if unknown:
         sys.exit("faults: unknown scenario(s): %s" % ", ".join(sorted(unknown)))
     if any(s[2] for s in chosen) and os.geteuid() != 0:
         sys.exit("faults: the network scenarios need root (ip netns); run as root or name other scenarios")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     failed = []
-    for name, fsync, needs_ns, inject in chosen:
-        ok, _ = run(name, fsync, needs_ns, inject, args)
+    for name, fsync, needs_ns, inject, *ha in chosen:
+        ok, _ = run(name, fsync, needs_ns, inject, args, *ha)
         if not ok:
             failed.append(name)
     print("%d scenarios, %d failed%s" % (len(chosen), len(failed), (": " + ", ".join(failed)) if failed else ""))
