@@ -636,8 +636,10 @@ void tally_config_reload_log(void)
         return;
     if (tally_config_load(started.opts, started.nopts, fresh, started.argc, started.argv, started.summary,
                           err, sizeof(err)) != TALLY_OK) {
-        /* A bad edit must not stop a running service: keep what runs, say why. */
-        tally_log_open(started.log_file, err + 256, 256);
+        /* A bad edit must not stop a running service: keep what runs (the file reopened all
+         * the same, for a rotation), say why. */
+        char why[256];
+        tally_log_open(started.log_file, why, sizeof(why));
         tally_warn("SIGHUP: the configuration no longer loads (%s); log level and file unchanged", err);
     } else if (apply_log_settings(fresh, err, sizeof(err)) != TALLY_OK) {
         tally_warn("SIGHUP: LOG_FILE: %s; log level and file unchanged", err);

@@ -2,8 +2,7 @@
 #include <stddef.h>
 
 #include "log.h"
-#include "sentinel.h"
-#include "sign.h"
+#include "shared_options.h"
 #include "publisher.h"
 
 #define OPT(field) offsetof(struct publisher_config, field), sizeof(((struct publisher_config *)0)->field)
@@ -18,14 +17,7 @@ const tally_opt_t publisher_options[] = {
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
-    {"REDIS_SENTINELS", TALLY_OPT_STRING, OPT(redis_sentinels), 0, 0, "",
-     "Redis Sentinel: host:port,host:port,... of the sentinels to ask for the master (then REDIS_HOST and "
-     "REDIS_PORT are not used); empty: no Sentinel",
-     tally_check_sentinels},
-    {"REDIS_MASTER_NAME", TALLY_OPT_STRING, OPT(redis_master_name), 0, 0, "tally",
-     "the master's name in the sentinels' configuration", tally_check_master_name},
-    {"REDIS_SENTINEL_PASSWORD", TALLY_OPT_SECRET, OPT(redis_sentinel_password), 0, 0, "",
-     "password of the sentinels (AUTH)", NULL},
+    TALLY_OPTS_SENTINEL(OPT),
     {"MQTT_URL", TALLY_OPT_STRING, OPT(mqtt_url), 0, 0, "tcp://127.0.0.1:1883", "MQTT broker",
      tally_check_mqtt_url},
     {"MQTT_USERNAME", TALLY_OPT_STRING, OPT(mqtt_username), 0, 0, "", "MQTT user name (empty: anonymous)",
@@ -33,10 +25,7 @@ const tally_opt_t publisher_options[] = {
     {"MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt_password), 0, 0, "", "MQTT password", NULL},
     {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
      "MQTT client id [default: publisher-<instance>]", tally_check_instance_id},
-    {"CLUSTER_SECRET", TALLY_OPT_SECRET, OPT(cluster_secret), 0, 0, "",
-     "shared secret that signs totals and statuses on MQTT; messages without a valid signature are dropped "
-     "(empty: nothing is signed or checked)",
-     tally_check_secret},
+    TALLY_OPTS_CLUSTER_SECRET(OPT),
     {"PUBLISH_INTERVAL_MS", TALLY_OPT_INT, OPT(publish_interval_ms), 10, 600000, "1000",
      "how often the leader reads the total and publishes it if it changed", NULL},
     {"HEARTBEAT_MS", TALLY_OPT_INT, OPT(heartbeat_ms), 100, 3600000, "5000",

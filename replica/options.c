@@ -2,8 +2,7 @@
 #include <stddef.h>
 
 #include "log.h"
-#include "sentinel.h"
-#include "sign.h"
+#include "shared_options.h"
 #include "replica.h"
 
 #define OPT(field) offsetof(struct replica_config, field), sizeof(((struct replica_config *)0)->field)
@@ -22,14 +21,7 @@ const tally_opt_t replica_options[] = {
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
-    {"REDIS_SENTINELS", TALLY_OPT_STRING, OPT(redis_sentinels), 0, 0, "",
-     "Redis Sentinel: host:port,host:port,... of the sentinels to ask for the master (then REDIS_HOST and "
-     "REDIS_PORT are not used); empty: no Sentinel",
-     tally_check_sentinels},
-    {"REDIS_MASTER_NAME", TALLY_OPT_STRING, OPT(redis_master_name), 0, 0, "tally",
-     "the master's name in the sentinels' configuration", tally_check_master_name},
-    {"REDIS_SENTINEL_PASSWORD", TALLY_OPT_SECRET, OPT(redis_sentinel_password), 0, 0, "",
-     "password of the sentinels (AUTH)", NULL},
+    TALLY_OPTS_SENTINEL(OPT),
     {"REDIS_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_timeout_ms), 50, 600000, "2000",
      "a Redis reply later than this fails its requests with 503 and reconnects", NULL},
     {"REDIS_WAIT_REPLICAS", TALLY_OPT_INT, OPT(redis_wait_replicas), 0, 16, "0",
@@ -48,10 +40,7 @@ const tally_opt_t replica_options[] = {
     {"MQTT_CLIENT_ID", TALLY_OPT_STRING, OPT(mqtt_client_id), 0, 0, "",
      "MQTT client id; the broker ACL lets it write replicas/<client id>/status [default: INSTANCE_ID]",
      tally_check_instance_id},
-    {"CLUSTER_SECRET", TALLY_OPT_SECRET, OPT(cluster_secret), 0, 0, "",
-     "shared secret that signs totals and statuses on MQTT; messages without a valid signature are dropped "
-     "(empty: nothing is signed or checked)",
-     tally_check_secret},
+    TALLY_OPTS_CLUSTER_SECRET(OPT),
     {"PUBLISH_INTERVAL_US", TALLY_OPT_INT, OPT(publish_interval_us), 0, 1000000, "2000",
      "least time between two total_count publishes of one thread (0: every loop pass); an idle replica "
      "publishes at once",

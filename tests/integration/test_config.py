@@ -43,6 +43,13 @@ class ConfigTest(unittest.TestCase):
             ([], {"INSTANCE_ID": "a/b"}, "INSTANCE_ID"),
             ([], {"REDIS_PASSWORD_FILE": "/nonexistent"}, "REDIS_PASSWORD_FILE"),
             ([], {"MQTT_PASSWORD": "a", "MQTT_PASSWORD_FILE": "/etc/hostname"}, "MQTT_PASSWORD"),
+            ([], {"LOG_FILE": "/nonexistent-dir/tally.log"}, "LOG_FILE"),
+            ([], {"CLUSTER_SECRET_FILE": "/nonexistent"}, "CLUSTER_SECRET_FILE"),
+            ([], {"SHUTDOWN_DELAY_MS": "-5"}, "SHUTDOWN_DELAY_MS"),
+            ([], {"INSTANCE_ID_WAIT_MS": "soon"}, "INSTANCE_ID_WAIT_MS"),
+            ([], {"PRESENCE_EXPIRE_S": "0"}, "PRESENCE_EXPIRE_S"),
+            ([], {"REDIS_WAIT_REPLICAS": "17"}, "REDIS_WAIT_REPLICAS"),
+            ([], {"REDIS_WAIT_TIMEOUT_MS": "0"}, "REDIS_WAIT_TIMEOUT_MS"),
             (["--bogus", "1"], {}, "--bogus"),
             (["positional"], {}, "positional"),
         ]

@@ -418,6 +418,15 @@ class SecretsAndTlsTest(ClusterTest):
         with open(os.path.join(d, "tls", "ca.crt")) as f:
             self.assertEqual(f.read(), ca)
 
+    def test_half_a_certificate_is_refused_with_one_line(self):
+        out = os.path.join(self.dir, "own-cert")
+        p = subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), out], capture_output=True,
+                           text=True, env=dict(os.environ, TLS_CERT_FILE=os.path.join(self.b.conf_dir, "tls",
+                                                                                      "server.crt")))
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("TLS_KEY_FILE", p.stderr)
+
     def test_watchers_read_over_tls_with_the_local_ca(self):
         pw = SecureBroker.PASSWORDS
         self.assertEqual(self.b.pub("total_count", "55", user="tally-publisher", password=pw["MQTT_PUBLISHER_PASSWORD"],
@@ -458,3 +467,23 @@ class ShutdownDelayTest(ClusterTest):
         self.procs.remove(rep)
         rep.log.close()
         self.assertIn("draining in 1500 ms", rep.output())
+
+
+class PublishRuleTest(ClusterTest):
+    def test_a_total_below_one_already_known_is_not_published(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        # One publish per second at most: the second total waits for the trailing timer.
+        rep = self.replica(r, b, instance="quiet", extra_env=dict(
+            SIGNED, PUBLISH_EAGER_RPS="0", PUBLISH_INTERVAL_US="1000000", PRESENCE_INTERVAL_MS="3600000"))
+        w = self.watcher(b)
+        self.assertEqual(rep.count()[2], 1)
+        wait_for(lambda: 1 in w.totals(), what="the first total published at once")
+        self.assertEqual(rep.count()[2], 2)  # held back by the interval
+        pub5(b.port, "total_count", "100", sig=signature("total_count", "100"))  # a peer's higher total
+        wait_for(lambda: rep.total() == 100, what="the peer's total in the cache")
+        published = rep.metric("tally_mqtt_messages_published_total")
+        time.sleep(1.5)  # past the trailing timer: the interval itself is what is tested
+        self.assertEqual(w.totals(), [1, 100], "2 would have shown the watcher a step back")
+        self.assertEqual(rep.metric("tally_mqtt_messages_published_total") - published, 0,
+                         "nothing sent for a total every peer already passed")
