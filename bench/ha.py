@@ -140,13 +140,15 @@ def main():
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--failovers", type=int, default=5)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--failovers-only", action="store_true", help="skip the throughput table")
     args = ap.parse_args()
     if min(args.runs, args.seconds, args.connections, args.failovers) < 1:
         ap.error("every count must be at least 1")
     harness.REPLICA = os.path.join(args.build, "replica", "tally-replica")
-    with tempfile.TemporaryDirectory(prefix="tally-bench-ha-") as workdir:
-        print(throughput(args, workdir, args.build))
-    print()
+    if not args.failovers_only:
+        with tempfile.TemporaryDirectory(prefix="tally-bench-ha-") as workdir:
+            print(throughput(args, workdir, args.build))
+        print()
     with tempfile.TemporaryDirectory(prefix="tally-bench-ha-") as workdir:
         print(failovers(args, workdir))
 

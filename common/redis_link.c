@@ -1,6 +1,8 @@
 #include "redis_link.h"
 #include "log.h"
+#include "metrics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +176,11 @@ static void went_down(tally_redis_link_t *link, const char *why)
     link->ac = NULL;
     link->state = TALLY_REDIS_DOWN;
     tally_strlcpy(link->errstr, why, sizeof(link->errstr));
+    if (was == TALLY_REDIS_UP) {
+        pthread_mutex_lock(&link->shown_lock_);
+        link->down_since_ms_ = tally_now_ms();
+        pthread_mutex_unlock(&link->shown_lock_);
+    }
     if (link->stopping_)
         return;
     link->failures++;
@@ -208,6 +215,12 @@ static void link_up(tally_redis_link_t *link)
 {
     link->state = TALLY_REDIS_UP;
     link->connects++;
+    pthread_mutex_lock(&link->shown_lock_);
+    snprintf(link->shown_, sizeof(link->shown_), "%s:%d", link->host, link->port);
+    if (link->down_since_ms_ > 0)
+        link->down_ms_total_ += tally_now_ms() - link->down_since_ms_;
+    link->down_since_ms_ = 0;
+    pthread_mutex_unlock(&link->shown_lock_);
     if (link->connects > 1 || link->failures > 0 || use_sentinels(link))
         tally_info("redis %s:%d: connected%s", link->host, link->port,
                    use_sentinels(link) ? " (master)" : "");
@@ -299,6 +312,15 @@ static void connect_now(tally_redis_link_t *link)
 {
     if (link->stopping_ || link->state != TALLY_REDIS_DOWN)
         return;
+    if (use_sentinels(link) && link->has_hint_) {
+        /* a sentinel announced the new master: try it at once (ROLE still decides) */
+        link->has_hint_ = 0;
+        link->master = link->hint_;
+        link->host = link->master.host;
+        link->port = link->master.port;
+        connect_node(link);
+        return;
+    }
     if (use_sentinels(link)) {
         link->asked_ = 0;
         link->state = TALLY_REDIS_CONNECTING;
@@ -407,15 +429,22 @@ static void on_watch_timer(uv_timer_t *t)
     watch_start(t->data);
 }
 
+static size_t watch_index(const tally_redis_link_t *link, const redisAsyncContext *ac)
+{
+    for (size_t i = 0; i < link->sentinels->n; i++)
+        if (link->watch_ac_[i] == ac)
+            return i;
+    return TALLY_SENTINELS_MAX;
+}
+
 static void on_watch_disconnect(const redisAsyncContext *ac, int status)
 {
     tally_redis_link_t *link = ac->data;
     (void)status;
-    if (link->watch_ac_ != ac)
+    size_t i = watch_index(link, ac);
+    if (i == TALLY_SENTINELS_MAX)
         return;
-    link->watch_ac_ = NULL;
-    if (!link->stopping_)
-        uv_timer_start(&link->watch_timer_, on_watch_timer, 250, 0);
+    link->watch_ac_[i] = NULL; /* the timer subscribes again */
 }
 
 static void on_watch_connect(const redisAsyncContext *ac, int status)
@@ -424,46 +453,118 @@ static void on_watch_connect(const redisAsyncContext *ac, int status)
         on_watch_disconnect(ac, status);
 }
 
-static void on_switch_master(redisAsyncContext *ac, void *r, void *privdata)
+/* A sentinel announced that @p to is master now: go there unless the link is already on
+ * it. A stale or repeated announcement costs at most one ROLE check. */
+static void follow(tally_redis_link_t *link, const tally_sentinel_addr_t *to, const char *what)
 {
-    tally_redis_link_t *link = privdata;
-    redisReply *reply = r;
-    tally_sentinel_addr_t to;
-    if (link->watch_ac_ != ac || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING || strcmp(reply->element[0]->str, "message") != 0 ||
-        reply->element[2]->type != REDIS_REPLY_STRING)
-        return; /* the subscription's own confirmation, or not for us */
-    if (tally_switch_master_parse(reply->element[2]->str, reply->element[2]->len, link->master_name, &to) !=
-        TALLY_OK)
-        return;
+    int same = strcmp(to->host, link->master.host) == 0 && to->port == link->master.port;
+    if (same && (link->state == TALLY_REDIS_UP || link->ac != NULL))
+        return; /* already there, or connecting there */
+    if (link->has_hint_ && strcmp(to->host, link->hint_.host) == 0 && to->port == link->hint_.port)
+        return; /* heard from another sentinel already */
     atomic_fetch_add(&link->failovers, 1);
-    tally_warn("redis sentinel: master %s moved to %s:%d; following", link->master_name, to.host, to.port);
+    tally_warn("redis sentinel: %s: master %s is %s:%d now; following", what, link->master_name, to->host,
+               to->port);
+    link->hint_ = *to;
+    link->has_hint_ = 1;
     tally_backoff_reset(&link->backoff_);
-    if (link->ac != NULL) {
+    if (link->ask_ac_ != NULL) { /* an answer on the way would be older than this news */
+        redisAsyncContext *ask = link->ask_ac_;
+        link->ask_ac_ = NULL;
+        redisAsyncFree(ask);
+        link->state = TALLY_REDIS_DOWN;
+    }
+    if (link->ac != NULL)
         tally_redis_link_drop(link, "failover announced by a sentinel");
-    } else if (link->state == TALLY_REDIS_DOWN) {
-        /* Waiting out a backoff after the old master died: the new one is known now. */
+    if (link->state == TALLY_REDIS_DOWN) {
         uv_timer_stop(&link->retry_timer_);
         connect_now(link);
     }
 }
 
-/* Keeps one subscription to +switch-master, on the sentinels in turn. */
+static void on_watch_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    tally_redis_link_t *link = privdata;
+    redisReply *reply = r;
+    tally_sentinel_addr_t to;
+    if (watch_index(link, ac) == TALLY_SENTINELS_MAX || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(reply->element[0]->str, "message") != 0 || reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return; /* the subscription's own confirmations */
+    const char *channel = reply->element[1]->str, *msg = reply->element[2]->str;
+    size_t len = reply->element[2]->len;
+    if (strcmp(channel, "+switch-master") == 0 &&
+        tally_switch_master_parse(msg, len, link->master_name, &to) == TALLY_OK)
+        follow(link, &to, "+switch-master");
+    else if (strcmp(channel, "+promoted-slave") == 0 &&
+             tally_promoted_parse(msg, len, link->master_name, &to) == TALLY_OK)
+        follow(link, &to, "+promoted-slave"); /* the leader saw it answer as master */
+}
+
+/* Subscribes on every sentinel that has no subscription yet (again every 500 ms). */
 static void watch_start(tally_redis_link_t *link)
 {
     const tally_sentinels_t *ss = link->sentinels;
-    if (link->stopping_ || link->watch_ac_ != NULL)
+    if (link->stopping_)
         return;
-    const tally_sentinel_addr_t *a = &ss->addr[link->watch_next_];
-    link->watch_next_ = (link->watch_next_ + 1) % ss->n;
-    redisAsyncContext *ac = sentinel_connect(link, a, on_watch_disconnect, on_watch_connect);
-    if (ac == NULL || redisAsyncCommand(ac, on_switch_master, link, "SUBSCRIBE +switch-master") != REDIS_OK) {
-        if (ac != NULL)
+    for (size_t i = 0; i < ss->n; i++) {
+        if (link->watch_ac_[i] != NULL)
+            continue;
+        redisAsyncContext *ac = sentinel_connect(link, &ss->addr[i], on_watch_disconnect, on_watch_connect);
+        if (ac == NULL)
+            continue;
+        if (redisAsyncCommand(ac, on_watch_message, link, "SUBSCRIBE +switch-master +promoted-slave") !=
+            REDIS_OK) {
             redisAsyncFree(ac);
-        uv_timer_start(&link->watch_timer_, on_watch_timer, 250, 0);
-        return;
+            continue;
+        }
+        link->watch_ac_[i] = ac;
     }
-    link->watch_ac_ = ac;
+}
+
+int tally_redis_link_shown(tally_redis_link_t *link, char *out, size_t size)
+{
+    pthread_mutex_lock(&link->shown_lock_);
+    snprintf(out, size, "%s", link->shown_);
+    int up = link->down_since_ms_ == 0;
+    pthread_mutex_unlock(&link->shown_lock_);
+    return up;
+}
+
+double tally_redis_link_down_seconds(tally_redis_link_t *link)
+{
+    pthread_mutex_lock(&link->shown_lock_);
+    int64_t ms = link->down_ms_total_;
+    if (link->down_since_ms_ > 0)
+        ms += tally_now_ms() - link->down_since_ms_;
+    pthread_mutex_unlock(&link->shown_lock_);
+    return (double)ms / 1000.0;
+}
+
+void tally_redis_links_metrics(struct tally_metrics_buf *m, tally_redis_link_t *const *links, int n)
+{
+    char addr[sizeof(links[0]->shown_)] = "";
+    int up = 0;
+    double down = 0;
+    for (int i = 0; i < n; i++) {
+        char a[sizeof(addr)];
+        int u = tally_redis_link_shown(links[i], a, sizeof(a));
+        if (addr[0] == '\0' || (u && !up)) { /* the first, or the first one up */
+            memcpy(addr, a, sizeof(addr));
+            up = u;
+        }
+        double d = tally_redis_link_down_seconds(links[i]);
+        down = d > down ? d : down;
+    }
+    tally_metrics_family(m, "tally_redis_master", "gauge",
+                         "The Redis node written to (the master, with Sentinel): 1 while connected, 0 while "
+                         "not (the last one used).");
+    if (addr[0] != '\0')
+        tally_metrics_sample(m, "tally_redis_master", "address", addr, up);
+    tally_metrics_add(m, "tally_redis_without_master_seconds_total", "counter",
+                      "Seconds without a connected Redis master since start (the worst worker thread).",
+                      down);
 }
 
 int tally_redis_link_start(tally_redis_link_t *link)
@@ -477,10 +578,17 @@ int tally_redis_link_start(tally_redis_link_t *link)
     if (uv_timer_init(link->loop, &link->retry_timer_) != 0)
         return TALLY_ERR;
     link->retry_timer_.data = link;
-    link->ask_ac_ = link->watch_ac_ = NULL;
-    link->ask_next_ = link->watch_next_ = 0;
+    link->ask_ac_ = NULL;
+    link->ask_next_ = 0;
+    memset(link->watch_ac_, 0, sizeof(link->watch_ac_));
+    link->has_hint_ = 0;
+    memset(&link->master, 0, sizeof(link->master));
     atomic_init(&link->failovers, 0);
     atomic_init(&link->not_master, 0);
+    pthread_mutex_init(&link->shown_lock_, NULL);
+    link->shown_[0] = '\0';
+    link->down_since_ms_ = tally_now_ms();
+    link->down_ms_total_ = 0;
     if (uv_timer_init(link->loop, &link->watch_timer_) != 0)
         return TALLY_ERR;
     link->watch_timer_.data = link;
@@ -488,6 +596,7 @@ int tally_redis_link_start(tally_redis_link_t *link)
         link->host = "(master not found yet)";
         link->port = 0;
         watch_start(link);
+        uv_timer_start(&link->watch_timer_, on_watch_timer, 500, 500);
     }
     connect_now(link);
     return TALLY_OK;
@@ -514,13 +623,17 @@ void tally_redis_link_stop(tally_redis_link_t *link)
     uv_timer_stop(&link->watch_timer_);
     if (!uv_is_closing((uv_handle_t *)&link->watch_timer_))
         uv_close((uv_handle_t *)&link->watch_timer_, NULL);
-    redisAsyncContext *ac = link->ac, *ask = link->ask_ac_, *watch = link->watch_ac_;
-    link->ac = link->ask_ac_ = link->watch_ac_ = NULL;
+    redisAsyncContext *ac = link->ac, *ask = link->ask_ac_;
+    link->ac = link->ask_ac_ = NULL;
     link->state = TALLY_REDIS_DOWN;
     if (ac != NULL)
         redisAsyncFree(ac);
     if (ask != NULL)
         redisAsyncFree(ask);
-    if (watch != NULL)
-        redisAsyncFree(watch);
+    for (size_t i = 0; i < TALLY_SENTINELS_MAX; i++) {
+        redisAsyncContext *watch = link->watch_ac_[i];
+        link->watch_ac_[i] = NULL;
+        if (watch != NULL)
+            redisAsyncFree(watch);
+    }
 }

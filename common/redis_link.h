@@ -11,6 +11,7 @@
 
 #include <hiredis.h>
 #include <async.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
 
@@ -47,19 +48,27 @@ struct tally_redis_link {
     char errstr[128];
     /* with sentinels: the master in use (or last asked for), and what was followed */
     tally_sentinel_addr_t master;
-    atomic_ullong failovers;  /* +switch-master announcements followed (any thread may read) */
+    atomic_ullong failovers;  /* announced failovers followed (any thread may read) */
     atomic_ullong not_master; /* nodes dropped for answering ROLE or a write as no master */
 
     /* private */
     uv_timer_t retry_timer_;
     tally_backoff_t backoff_;
     int stopping_;
-    redisAsyncContext *ask_ac_;   /* asking a sentinel for the master */
-    size_t ask_next_;             /* the sentinel to ask next */
-    size_t asked_;                /* sentinels asked in this round */
-    redisAsyncContext *watch_ac_; /* subscribed to +switch-master on one sentinel */
-    size_t watch_next_;
-    uv_timer_t watch_timer_; /* resubscribes after the watched sentinel went away */
+    redisAsyncContext *ask_ac_; /* asking a sentinel for the master */
+    size_t ask_next_;           /* the sentinel to ask next */
+    size_t asked_;              /* sentinels asked in this round */
+    /* one subscription to +switch-master and +promoted-slave per sentinel: the first to
+     * announce a failover is heard, whether or not it led the failover */
+    redisAsyncContext *watch_ac_[TALLY_SENTINELS_MAX];
+    uv_timer_t watch_timer_;     /* resubscribes to sentinels that went away */
+    tally_sentinel_addr_t hint_; /* announced new master: the next connect tries it first */
+    int has_hint_;
+    /* what other threads may read (tally_redis_link_shown, _down_seconds), under shown_lock_ */
+    pthread_mutex_t shown_lock_;
+    char shown_[TALLY_SENTINEL_HOST_MAX + 8]; /* "host:port" of the node last connected */
+    int64_t down_since_ms_;                   /* 0 while up */
+    int64_t down_ms_total_;
 };
 
 /** Attaches hiredis context @p ac to @p loop. Refuses (TALLY_ERR) a context already attached. */
@@ -73,6 +82,20 @@ int tally_redis_link_start(tally_redis_link_t *link);
 /** Returns 1 when an error reply says the node is no master (-READONLY, a demoted node):
  *  the caller drops the link, which finds the master again. */
 int tally_redis_reply_not_master(const char *err);
+
+/** Copies "host:port" of the node in use (the last one connected) into @p out, or "" before
+ *  the first connect; returns 1 while the link is up. Any thread may call it. */
+int tally_redis_link_shown(tally_redis_link_t *link, char *out, size_t size);
+
+/** Seconds the link has been without a usable node (master) since it started, the current
+ *  outage included. Any thread may call it. */
+double tally_redis_link_down_seconds(tally_redis_link_t *link);
+
+struct tally_metrics_buf;
+/** Appends tally_redis_master{address} (the node in use, 1 while up) and
+ *  tally_redis_without_master_seconds_total (the longest of the links' down times) for the
+ *  @p n links of one program. */
+void tally_redis_links_metrics(struct tally_metrics_buf *m, tally_redis_link_t *const *links, int n);
 
 /** Drops the connection now (e.g. a command timed out): callbacks in flight get NULL,
  *  on_down is called, and a reconnect is scheduled. @p why is logged. */

@@ -119,30 +119,63 @@ int tally_check_master_name(char *value, size_t size, char *why, size_t whylen)
     return ok ? TALLY_OK : TALLY_ERR;
 }
 
-int tally_switch_master_parse(const char *msg, size_t len, const char *name, tally_sentinel_addr_t *out)
+/* Splits @p msg at single spaces into at most @p max fields; returns how many, or 0 when
+ * there are more than @p max or a field is empty. */
+static size_t split_fields(const char *msg, size_t len, const char **f, size_t *flen, size_t max)
 {
-    /* five fields separated by single spaces */
-    const char *f[5];
-    size_t flen[5], k = 0, start = 0;
-    for (size_t i = 0; i <= len && k < 5; i++) {
+    size_t k = 0, start = 0;
+    for (size_t i = 0; i <= len; i++) {
         if (i == len || msg[i] == ' ') {
+            if (k == max || i == start)
+                return 0;
             f[k] = msg + start;
             flen[k++] = i - start;
             start = i + 1;
         }
     }
-    if (k != 5 || start <= len || strlen(name) != flen[0] || memcmp(name, f[0], flen[0]) != 0)
+    return k;
+}
+
+static int field_is(const char *f, size_t flen, const char *word)
+{
+    return strlen(word) == flen && memcmp(word, f, flen) == 0;
+}
+
+/* host and port fields into @p out: printable host that fits, port 1..65535. */
+static int take_addr(const char *host, size_t hlen, const char *port, size_t plen, tally_sentinel_addr_t *out)
+{
+    if (hlen == 0 || hlen >= sizeof(out->host))
         return TALLY_ERR;
-    if (flen[3] == 0 || flen[3] >= sizeof(out->host))
-        return TALLY_ERR;
-    for (size_t i = 0; i < flen[3]; i++)
-        if (f[3][i] <= ' ' || f[3][i] > '~')
+    for (size_t i = 0; i < hlen; i++)
+        if (host[i] <= ' ' || host[i] > '~')
             return TALLY_ERR;
-    int port = tally_port_parse(f[4], flen[4]);
-    if (port < 0)
+    int p = tally_port_parse(port, plen);
+    if (p < 0)
         return TALLY_ERR;
-    memcpy(out->host, f[3], flen[3]);
-    out->host[flen[3]] = '\0';
-    out->port = port;
+    memcpy(out->host, host, hlen);
+    out->host[hlen] = '\0';
+    out->port = p;
     return TALLY_OK;
+}
+
+int tally_switch_master_parse(const char *msg, size_t len, const char *name, tally_sentinel_addr_t *out)
+{
+    /* "<name> <old ip> <old port> <new ip> <new port>" */
+    const char *f[5];
+    size_t flen[5];
+    if (split_fields(msg, len, f, flen, 5) != 5 || !field_is(f[0], flen[0], name))
+        return TALLY_ERR;
+    return take_addr(f[3], flen[3], f[4], flen[4], out);
+}
+
+int tally_promoted_parse(const char *msg, size_t len, const char *name, tally_sentinel_addr_t *out)
+{
+    /* "slave <ip>:<port> <ip> <port> @ <name> <master ip> <master port>" */
+    const char *f[8];
+    size_t flen[8];
+    if (split_fields(msg, len, f, flen, 8) != 8 ||
+        !(field_is(f[0], flen[0], "slave") || field_is(f[0], flen[0], "replica")) ||
+        !field_is(f[4], flen[4], "@") || !field_is(f[5], flen[5], name))
+        return TALLY_ERR;
+    return take_addr(f[2], flen[2], f[3], flen[3], out);
 }

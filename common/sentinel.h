@@ -35,6 +35,11 @@ int tally_check_master_name(char *value, size_t size, char *why, size_t whylen);
  *  @p name; TALLY_ERR for another master or a malformed message. */
 int tally_switch_master_parse(const char *msg, size_t len, const char *name, tally_sentinel_addr_t *out);
 
+/** Parses the payload of a +promoted-slave event ("slave <ip>:<port> <ip> <port> @ <name>
+ *  <master ip> <master port>"): the replica the leading sentinel has just seen answer as
+ *  master of @p name. Returns TALLY_OK and its address, TALLY_ERR otherwise. */
+int tally_promoted_parse(const char *msg, size_t len, const char *name, tally_sentinel_addr_t *out);
+
 /** Takes a port from text of @p len bytes: 1..65535, digits only. Returns -1 if it is not one. */
 int tally_port_parse(const char *s, size_t len);
 

@@ -1,6 +1,8 @@
-/* libFuzzer target: the Sentinel parsers (common/sentinel.c), REDIS_SENTINELS lists and
- * +switch-master messages. Properties: never crashes; what a parser accepts has a non-empty
- * host and a port from 1 to 65535; a switch-master message is accepted only for its name. */
+/* libFuzzer target: the Sentinel parsers (common/sentinel.c), REDIS_SENTINELS lists,
+ * +switch-master and +promoted-slave messages. Properties: never crashes; what a parser
+ * accepts has a non-empty host and a port from 1 to 65535; a message is accepted only for
+ * its master's name. */
+#define _GNU_SOURCE /* memmem */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tally_sentinel_addr_t a;
     if (tally_switch_master_parse((const char *)data, size, "tally", &a) == TALLY_OK) {
         if (size < 6 || memcmp(data, "tally ", 6) != 0 || a.host[0] == '\0' || a.port < 1 || a.port > 65535)
+            abort();
+    }
+    if (tally_promoted_parse((const char *)data, size, "tally", &a) == TALLY_OK) {
+        if (a.host[0] == '\0' || a.port < 1 || a.port > 65535 || memmem(data, size, " @ tally ", 9) == NULL)
             abort();
     }
     return 0;

@@ -47,11 +47,13 @@ static void metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_redis_connected", "gauge", "1 while Redis is connected.",
                       g_pub.redis.state == TALLY_REDIS_UP);
     tally_metrics_add(&m, "tally_redis_failovers_total", "counter",
-                      "Sentinel failovers (+switch-master) followed.",
+                      "Failovers announced by a sentinel (+switch-master, +promoted-slave) and followed.",
                       (double)atomic_load(&g_pub.redis.failovers));
     tally_metrics_add(&m, "tally_redis_not_master_total", "counter",
                       "Connections dropped because the node answered as no master (ROLE, -READONLY).",
                       (double)atomic_load(&g_pub.redis.not_master));
+    tally_redis_link_t *link = &g_pub.redis;
+    tally_redis_links_metrics(&m, &link, 1);
     tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
                       atomic_load(&g_pub.mqtt.connected));
     tally_metrics_add(&m, "tally_publisher_statuses_cleared_total", "counter",

@@ -186,10 +186,16 @@ static void handle_metrics(h2o_req_t *req)
         not_master += (double)atomic_load(&g_replica.workers[i].redis.not_master);
     }
     tally_metrics_add(&m, "tally_redis_failovers_total", "counter",
-                      "Sentinel failovers (+switch-master) followed, summed over worker threads.", failovers);
+                      "Failovers announced by a sentinel (+switch-master, +promoted-slave) and followed, "
+                      "summed over worker threads.",
+                      failovers);
     tally_metrics_add(&m, "tally_redis_not_master_total", "counter",
                       "Connections dropped because the node answered as no master (ROLE, -READONLY).",
                       not_master);
+    tally_redis_link_t *links[64]; /* THREADS is at most 64 */
+    for (int i = 0; i < g_replica.nworkers; i++)
+        links[i] = &g_replica.workers[i].redis;
+    tally_redis_links_metrics(&m, links, g_replica.nworkers);
     tally_metrics_add(&m, "tally_redis_connected", "gauge",
                       "Worker threads with a live, seeded Redis connection.",
                       (double)atomic_load(&g_replica.redis_ready));

@@ -48,6 +48,7 @@ class SentinelTest(ClusterTest):
         rep = self.sentinel_replica(ss, extra={"REDIS_TIMEOUT_MS": "10000"})
         first = load(rep.port, 300)
         self.assertEqual(first["statuses"], {200: 300})
+        self.assertEqual(rep.metric('tally_redis_master{address="127.0.0.1:%d"}' % m.port), 1)
         wait_for(lambda: r.command("GET", "total_count") == "300", what="the replica to hold every write")
         t0 = time.monotonic()
         ss[0].command("SENTINEL", "FAILOVER", "tally")
@@ -57,6 +58,8 @@ class SentinelTest(ClusterTest):
         followed = time.monotonic()
         self.assertLess(followed - promoted, 1.5, "followed within a second of the promotion (+ polling)")
         rep.wait_ready(timeout=10)  # reconnected to the new master
+        self.assertEqual(rep.metric('tally_redis_master{address="127.0.0.1:%d"}' % r.port), 1, "the new master shown")
+        self.assertGreater(rep.metric("tally_redis_without_master_seconds_total"), 0, "the switch took some time")
         res = load(rep.port, 300)
         self.assertEqual(res["statuses"], {200: 300}, "counting goes on on the new master\n" + rep.output())
         ms = sorted(m_ for _, m_, _ in first["ok"] + res["ok"])
@@ -64,6 +67,30 @@ class SentinelTest(ClusterTest):
         self.assertEqual(int(r.command("GET", "total_count")), 600)
         wait_for(lambda: role(m) == "slave", timeout=15, what="the old master to rejoin as a replica")
         self.assertLess(followed - t0, 15)
+
+    def test_a_promoted_node_without_the_last_writes_is_lifted_over_them(self):
+        # Async replication: the promoted node lacks the last 50 increments the old master
+        # acknowledged. Made certain here: the Redis replica is cut loose (REPLICAOF NO ONE)
+        # before those 50, the old master is killed, and the sentinel then names the cut-off
+        # node. The replica knows it handed out 150: the lift raises the new master to 150
+        # before the next batch, so M 101..150 are not handed out again.
+        m, r, ss = self.ha()
+        rep = self.sentinel_replica(ss, extra={"REDIS_TIMEOUT_MS": "10000"})
+        first = load(rep.port, 100)
+        wait_for(lambda: r.command("GET", "total_count") == "100", what="the Redis replica to hold 100")
+        r.command("REPLICAOF", "NO", "ONE")
+        second = load(rep.port, 50)
+        self.assertEqual((m.total(), r.total()), (150, 100), "the 50 reached the old master only")
+        m.kill9()
+        ss[0].command("SENTINEL", "REMOVE", "tally")
+        ss[0].command("SENTINEL", "MONITOR", "tally", "127.0.0.1", str(r.port), "1")
+        rep.wait_ready(timeout=15)
+        third = load(rep.port, 10)
+        self.assertEqual(third["statuses"], {200: 10}, rep.output())
+        ms = sorted(m_ for _, m_, _ in first["ok"] + second["ok"] + third["ok"])
+        self.assertEqual(ms, list(range(1, 161)), "every M once: 151.. after the lift, not 101.. again")
+        self.assertEqual(r.total(), 160)
+        self.assertEqual(rep.metric("tally_redis_total_lifted_total"), 50)
 
     def test_readonly_from_a_demoted_node_leads_to_rediscovery(self):
         m, r, ss = self.ha()

@@ -55,6 +55,27 @@ Test(sentinel, switch_master)
         cr_assert_eq(tally_switch_master_parse(bad[i], strlen(bad[i]), "tally", &a), TALLY_ERR, "%s", bad[i]);
 }
 
+Test(sentinel, promoted_slave)
+{
+    tally_sentinel_addr_t a;
+    const char *msg = "slave 10.0.0.2:6380 10.0.0.2 6380 @ tally 10.0.0.1 6379";
+    cr_assert_eq(tally_promoted_parse(msg, strlen(msg), "tally", &a), TALLY_OK);
+    cr_assert_str_eq(a.host, "10.0.0.2");
+    cr_assert_eq(a.port, 6380);
+    const char *named = "replica redis-2:6379 redis-2 6379 @ tally redis-1 6379";
+    cr_assert_eq(tally_promoted_parse(named, strlen(named), "tally", &a), TALLY_OK);
+    cr_assert_str_eq(a.host, "redis-2");
+    cr_assert_eq(tally_promoted_parse(msg, strlen(msg), "other", &a), TALLY_ERR, "another master");
+    const char *bad[] = {"master tally 10.0.0.1 6379 @ tally 10.0.0.1 6379",
+                         "slave 10.0.0.2:6380 10.0.0.2 6380 # tally 10.0.0.1 6379",
+                         "slave 10.0.0.2:6380 10.0.0.2 6380 @ tally 10.0.0.1",
+                         "slave 10.0.0.2:6380 10.0.0.2 70000 @ tally 10.0.0.1 6379",
+                         "slave 10.0.0.2:6380  6380 @ tally 10.0.0.1 6379",
+                         ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(tally_promoted_parse(bad[i], strlen(bad[i]), "tally", &a), TALLY_ERR, "%s", bad[i]);
+}
+
 Test(sentinel, master_name_setting)
 {
     char why[100], v[80];
