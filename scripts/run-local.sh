@@ -111,7 +111,7 @@ if [ -n "$ha" ]; then
     p=$((sentinel_port + i)); mkdir -p "$run/sentinel-$i"
     [ -s "$run/sentinel-$i/sentinel.conf" ] ||
       sed -e "s|@PORT@|$p|" -e "s|@BIND@|127.0.0.1|" -e "s|@DIR@|$run/sentinel-$i|" -e "s|@MASTER_HOST@|127.0.0.1|" \
-          -e "s|@MASTER_PORT@|$redis_port|" -e "s|@AUTH@|sentinel auth-pass tally $(cat "$run/broker/secrets/redis.txt")|" \
+          -e "s|@MASTER_PORT@|$redis_port|" -e "s|@AUTH@|sentinel auth-pass tally $(cat "$run/broker/secrets/redis.txt")|" -e "s|@ANNOUNCE@||" \
           "$root/broker-config/sentinel.conf.in" >"$run/sentinel-$i/sentinel.conf"
     chmod 600 "$run/sentinel-$i/sentinel.conf"
     redis-server "$run/sentinel-$i/sentinel.conf" --sentinel >"$run/sentinel-$i.log" 2>&1 &

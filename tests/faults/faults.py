@@ -5,7 +5,7 @@ every M unique, no cached total going back) plus: every replica's cached total c
 the Redis total. Each prints one line of figures; the exit code is 1 if any check failed.
 
     TALLY_REPLICA=build/replica/tally-replica TALLY_PUBLISHER=build/publisher/tally-publisher \\
-        python3 tests/faults/faults.py [scenario ...] [--seconds 6] [--ha]
+        python3 tests/faults/faults.py [scenario ...] [--seconds 6] [--no-ha] [--repeat N]
 
 Network scenarios put one replica in its own network namespace (ip netns + veth, needs
 root) and cut its route to Redis or to the broker with a blackhole route: packets vanish,
@@ -49,8 +49,10 @@ class Netns:
         net = 200 + os.getpid() % 50
         self.prefix = "10.%d.0." % net
         self.redis_ip, self.ns_ip, self.broker_ip = self.prefix + "1", self.prefix + "2", self.prefix + "3"
+        self.host_ip = self.prefix + "4"
         self.up = False
         self.cuts = set()
+        self.port_rules = []  # (netns or None, rule words) of partition(), for heal_ports()
 
     def create(self):
         self.destroy()
@@ -78,7 +80,28 @@ class Netns:
         sh("ip", "rule", "del", "from", ip, "to", self.ns_ip, "blackhole", "priority", "1000")
         self.cuts.discard(ip)
 
+    def partition(self, ns_ports, host_ports):
+        """Drops TCP between the namespace and the host by port, both ways, leaving the rest
+        (the load, the broker) alone: `ns_ports` are listened on inside (the master), and
+        `host_ports` outside (the sentinels). Traffic within the namespace is untouched (the
+        local table is looked up before these rules)."""
+        for port in ns_ports:
+            self.port_rules += [(self.name, ["ipproto", "tcp", "sport", str(port)]),
+                                (None, ["to", self.ns_ip, "ipproto", "tcp", "dport", str(port)])]
+        for port in host_ports:
+            self.port_rules += [(self.name, ["ipproto", "tcp", "dport", str(port)]),
+                                (None, ["to", self.ns_ip, "ipproto", "tcp", "sport", str(port)])]
+        for ns, words in self.port_rules:
+            sh(*(["ip"] + (["-n", ns] if ns else []) + ["rule", "add"] + words + ["blackhole", "priority", "1001"]))
+
+    def heal_ports(self):
+        for ns, words in self.port_rules:
+            subprocess.run(["ip"] + (["-n", ns] if ns else []) + ["rule", "del"] + words +
+                           ["blackhole", "priority", "1001"], capture_output=True)
+        self.port_rules = []
+
     def destroy(self):
+        self.heal_ports()
         for ip in list(getattr(self, "cuts", ())):
             subprocess.run(["ip", "rule", "del", "from", ip, "to", self.ns_ip, "blackhole", "priority", "1000"],
                            capture_output=True)
@@ -91,16 +114,22 @@ class Netns:
 class NsReplica(harness.Replica):
     """A replica inside the namespace: it reaches Redis and the broker over the veth."""
 
-    def __init__(self, workdir, ns, redis, broker, instance):
-        super().__init__(workdir, redis, broker, instance, extra_env={
-            "SERVICE_HOST": ns.ns_ip, "REDIS_HOST": ns.redis_ip,
-            "MQTT_URL": "tcp://%s:%d" % (ns.broker_ip, broker.port), "LOG_LEVEL": "warn"})
+    def __init__(self, workdir, ns, redis, broker, instance, extra=None):
+        env = {"SERVICE_HOST": ns.ns_ip, "REDIS_HOST": ns.redis_ip,
+               "MQTT_URL": "tcp://%s:%d" % (ns.broker_ip, broker.port), "LOG_LEVEL": "warn"}
+        super().__init__(workdir, redis, broker, instance, extra_env=dict(env, **(extra or {})))
         self.host = ns.ns_ip
         self.argv = ["ip", "netns", "exec", ns.name] + self.argv
 
 
 class Cluster:
-    """Redis, mosquitto, two publishers and the replicas of one scenario."""
+    """Redis, mosquitto, two publishers and the replicas of one scenario.
+
+    netns: one replica lives in that namespace (the network scenarios). ha: Redis HA - the
+    master, two Redis replicas, three sentinels (quorum 2); replicas and publishers find the
+    master through the sentinels; ha is the replicas' REDIS_WAIT_REPLICAS ("0": async, "1":
+    synchronous). With both, the master lives in the namespace beside that one replica (the
+    partition scenario), everything else outside."""
 
     def __init__(self, fsync="always", replicas=3, netns=None, ha=None):
         self.dir = tempfile.mkdtemp(prefix="tally-faults-")
@@ -108,24 +137,41 @@ class Cluster:
         self.ns = netns
         self.fsync = fsync
         self.nodes, self.sentinels = [], []
-        binds = ["127.0.0.1"] + ([netns.redis_ip] if netns else [])
-        self.redis = harness.Redis(self.dir, fsync=fsync)
-        self.redis.argv[self.redis.argv.index("--bind"):self.redis.argv.index("--bind") + 2] = ["--bind"] + binds
-        if netns:  # reached over the private veth only; no password on a test Redis
-            self.redis.argv += ["--protected-mode", "no"]
-        self.start(self.redis)
+        master_inside = netns is not None and ha is not None
+        if master_inside:
+            self.redis = harness.Redis(self.dir, fsync=fsync, host=netns.ns_ip, binds=("127.0.0.1", netns.ns_ip))
+            self.redis.argv = ["ip", "netns", "exec", netns.name] + self.redis.argv + ["--protected-mode", "no"]
+        else:
+            binds = ("127.0.0.1",) + ((netns.redis_ip,) if netns else ())
+            self.redis = harness.Redis(self.dir, fsync=fsync, binds=binds)
+            if netns:  # reached over the private veth only; no password on a test Redis
+                self.redis.argv += ["--protected-mode", "no"]
+        outside = ("127.0.0.1",) + ((netns.host_ip,) if master_inside else ())
         env = {"LOG_LEVEL": "warn"}
+        inside_env = {}
         if ha is not None:
-            # Redis HA: the master above, two Redis replicas, three sentinels (quorum 2);
-            # replicas and publishers find the master through the sentinels. ha = the
-            # REDIS_WAIT_REPLICAS of the replicas ("0": async, "1": synchronous).
-            self.nodes = [self.redis] + [self.start(harness.Redis(self.dir, fsync=fsync, replica_of=self.redis))
-                                         for _ in range(2)]
+            # As broker-config/redis-ha.conf: a master without a replica acknowledging within
+            # 5 s refuses writes.
+            guard = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"]
+            self.redis.argv += guard
+            self.start(self.redis)
+            for _ in range(2):
+                node = harness.Redis(self.dir, fsync=fsync, replica_of=self.redis, binds=outside)
+                node.argv += guard + (["--protected-mode", "no"] if master_inside else [])
+                self.nodes.append(self.start(node))
+            self.nodes.insert(0, self.redis)
             harness.wait_for(lambda: self.redis.replicas_online() == 2, timeout=20, what="the Redis replicas")
-            self.sentinels = [self.start(harness.Sentinel(self.dir, self.redis, quorum=2)) for _ in range(3)]
+            self.sentinels = [self.start(harness.Sentinel(self.dir, self.redis, quorum=2, binds=outside))
+                              for _ in range(3)]
             for sn in self.sentinels:
                 harness.wait_for(lambda: sn.command("SENTINEL", "get-master-addr-by-name", "tally"), what="sentinels")
+                harness.wait_for(lambda: int(dict(zip(*[iter(sn.command("SENTINEL", "master", "tally"))] * 2))[
+                    "num-other-sentinels"]) == 2, timeout=20, what="the sentinels to know each other")
             env["REDIS_SENTINELS"] = ",".join(sn.addr() for sn in self.sentinels)
+            inside_env = {"REDIS_WAIT_REPLICAS": ha, "REDIS_SENTINELS": ",".join(
+                "%s:%d" % (netns.host_ip if master_inside else "127.0.0.1", sn.port) for sn in self.sentinels)}
+        else:
+            self.start(self.redis)
         self.broker = self.make_broker()
         self.start(self.broker)
         self.publishers = [self.start(harness.Publisher(self.dir, self.redis, self.broker, "p%d" % i,
@@ -136,7 +182,8 @@ class Cluster:
             self.replicas.append(self.start(harness.Replica(self.dir, self.redis, self.broker, "r%d" % i,
                                                             extra_env=renv)))
         if netns:
-            self.replicas.append(self.start(NsReplica(self.dir, netns, self.redis, self.broker, "ns")))
+            self.replicas.append(self.start(NsReplica(self.dir, netns, self.redis, self.broker, "ns",
+                                                      extra=inside_env)))
 
     def make_broker(self):
         b = harness.Broker(self.dir)
@@ -350,24 +397,113 @@ def publisher_leader_killed(c, load, args):
     return 1, "standby led after %.1f s" % (time.monotonic() - t0), effect(True, "the standby leads")
 
 
+def role(node):
+    try:
+        return node.command("ROLE", timeout=2)[0]
+    except (OSError, RuntimeError):
+        return None
+
+
+def promotion(c, old, timeout=20):
+    """Waits until the sentinels name another master than `old`; makes it c.redis and
+    returns it with the seconds waited."""
+    t0 = time.monotonic()
+    harness.wait_for(lambda: c.sentinels[-1].master()[1] != old.port, timeout=timeout, interval=0.05,
+                     what="a promotion")
+    waited = time.monotonic() - t0
+    port = c.sentinels[-1].master()[1]
+    c.redis = next(n for n in c.nodes if n.port == port)
+    return c.redis, waited
+
+
+def back_as_replica(c, old):
+    """Restarts killed node `old` on its port as a replica of the current master."""
+    fresh = harness.Redis(c.dir, fsync=c.fsync, port=old.port, replica_of=c.redis)
+    fresh.argv += ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"]
+    c.restart(old, fresh)
+    c.nodes[c.nodes.index(old)] = fresh
+    return fresh
+
+
+def followed(c, failovers):
+    """Every replica (each of its worker threads) followed `failovers` failovers."""
+    harness.wait_for(lambda: metric_sum(c.replicas, "tally_redis_failovers_total") >= failovers * len(c.replicas),
+                     timeout=15, what="every replica to follow")
+
+
 def master_killed(c, load, args):
     """kill -9 of the Redis master; the sentinels promote a replica; the old master comes
     back as a replica of the new one."""
     when(load, load.result.acknowledged + 2000)
     old = c.redis
     old.kill9()
+    new, waited = promotion(c, old)
+    back_as_replica(c, old)
+    followed(c, 1)
+    return 1, "promoted :%d %.1f s after the kill" % (new.port, waited), effect(True, "every replica followed")
+
+
+def failover_and_failback(c, load, args):
+    """Two failovers in a row: the master killed, a replica promoted, the old one back as a
+    replica; then the new master killed as well."""
+    notes = []
+    for _ in range(2):
+        when(load, load.result.acknowledged + 1500)
+        old = c.redis
+        old.kill9()
+        new, waited = promotion(c, old)
+        back_as_replica(c, old)
+        harness.wait_for(lambda: new.replicas_online() == 2, timeout=20, what="both replicas of the new master")
+        notes.append(":%d after %.1f s" % (new.port, waited))
+    followed(c, 2)
+    return 2, "promoted " + ", then ".join(notes), effect(True, "every replica followed both")
+
+
+def master_paused(c, load, args):
+    """SIGSTOP of the master until the sentinels promoted a replica (past down-after), then
+    SIGCONT: the old master wakes up believing it is master, and the sentinels demote it."""
+    when(load, load.result.acknowledged + 2000)
+    old = c.redis
+    old.p.send_signal(signal.SIGSTOP)
+    try:
+        new, waited = promotion(c, old)
+        time.sleep(0.5)  # paused a little past the promotion (not a readiness wait)
+    finally:
+        old.p.send_signal(signal.SIGCONT)
+    harness.wait_for(lambda: role(old) == "slave", timeout=20, what="the old master to be demoted")
+    followed(c, 1)
+    return 1, "paused %.1f s, :%d promoted, the old master demoted" % (waited + 0.5, new.port), \
+        effect(True, "every replica followed")
+
+
+def master_partitioned(c, load, args):
+    """The master (in a network namespace, with one tally replica beside it) cut off from the
+    sentinels, the Redis replicas and the other tally replicas; the replica beside it keeps
+    its connection to it (and to the broker). Healed after the promotion, once the old master
+    refuses writes (min-replicas-max-lag 5 s)."""
+    inside = c.replicas[-1]
+    when(load, load.result.acknowledged + 2000)
+    old = c.redis
+
+    def inside_answers():
+        return (inside.metric('tally_http_responses_total{code="200"}'),
+                inside.metric('tally_http_responses_total{code="503"}'))
+
+    ok0, s0 = inside_answers()
+    c.ns.partition([old.port], [sn.port for sn in c.sentinels])
     t0 = time.monotonic()
-    harness.wait_for(lambda: c.sentinels[0].master()[1] != old.port, timeout=20, interval=0.05,
-                     what="a promotion")
-    promoted = time.monotonic() - t0
-    port = c.sentinels[0].master()[1]
-    c.redis = next(n for n in c.nodes if n.port == port)
-    fresh = harness.Redis(c.dir, fsync=c.fsync, port=old.port, replica_of=c.redis)
-    c.restart(old, fresh)
-    c.nodes[c.nodes.index(old)] = fresh
-    harness.wait_for(lambda: metric_sum(c.replicas, "tally_redis_failovers_total") >= len(c.replicas), timeout=10,
-                     what="every replica to follow")
-    return 1, "promoted :%d %.1f s after the kill" % (port, promoted), effect(True, "every replica followed")
+    try:
+        new, waited = promotion(c, old)
+        time.sleep(max(0.0, 6.0 - (time.monotonic() - t0)))  # past min-replicas-max-lag (not a readiness wait)
+        ok1, s1 = inside_answers()
+    finally:
+        c.ns.heal_ports()
+    cut = time.monotonic() - t0
+    harness.wait_for(lambda: role(old) == "slave", timeout=20, what="the old master to be demoted")
+    followed(c, 1)
+    return 1, "cut %.1f s, :%d promoted after %.1f s; beside the old master: %d 200s, %d 503s during the cut" % (
+        cut, new.port, waited, ok1 - ok0, s1 - s0), effect(s1 > s0 or ok1 > ok0,
+                                                                             "the replica beside it kept answering")
 
 
 def sentinel_killed(c, load, args):
@@ -378,46 +514,132 @@ def sentinel_killed(c, load, args):
     return 1, "", effect(load.result.acknowledged > mark, "counting went on")
 
 
+class LeaseWatch:
+    """For the Sentinel scenarios: samples the retained total and how many publishers lead,
+    every 100 ms, in a thread, until stopped."""
+
+    def __init__(self, c):
+        self.c, self.samples, self.stopping = c, [], threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            leaders = 0
+            for p in self.c.publishers:
+                try:
+                    leaders += p.leading()
+                except (OSError, KeyError):
+                    pass
+            v = harness.retained(self.c.broker, "total_count", timeout=1)
+            self.samples.append((time.monotonic(), int(v) if v and v.isdigit() else None, leaders))
+            self.stopping.wait(0.1)
+
+    def checks(self, gap):
+        """Retained never back; no stretch without a leader longer than the time without a
+        master (~ the longest time without a 200) plus a lease TTL (1.5 s) and 1 s to act; no
+        stretch with two leaders longer than a lease TTL."""
+        self.stopping.set()
+        self.t.join()
+        vals = [v for _, v, _ in self.samples if v is not None]
+        back = next(("%d after %d" % (b, a) for a, b in zip(vals, vals[1:]) if b < a), None)
+
+        def longest(pred):
+            best, since = 0.0, None
+            for t, _, n in self.samples:
+                if pred(n):
+                    since = t if since is None else since
+                    best = max(best, t - since)
+                else:
+                    since = None
+            return best
+
+        none, two = longest(lambda n: n == 0), longest(lambda n: n >= 2)
+        return [("retained-monotonic", back is None, back or "%d samples of the retained total, none went back"
+                 % len(vals)),
+                ("one-leader", none <= gap + 2.5 and two <= 1.5,
+                 "longest without a leading publisher %.1f s (allowed %.1f), with two %.1f s (allowed 1.5)"
+                 % (none, gap + 2.5, two))]
+
+
+class Scenario:
+    def __init__(self, name, inject, what, fsync="always", needs_ns=False, ha=None, seconds=None, known=None):
+        self.name, self.inject, self.fsync, self.needs_ns, self.ha = name, inject, fsync, needs_ns, ha
+        self.what = what  # one line for the docs' table (tests/faults/table.py)
+        self.seconds = seconds  # load duration when the default is too short for the faults
+        self.known = known  # a limit of this mode: what it may lose (then "KNOWN", not FAIL)
+
+
 SCENARIOS = [
-    ("replicas-kill9", "always", False, replicas_killed),
-    ("broker-restart", "always", False, broker_restarted),
-    ("redis-kill9-always", "always", False, redis_killed),
-    ("redis-kill9-everysec", "everysec", False, redis_killed),
-    ("redis-crash-everysec-lost-1s", "everysec", False, redis_lost_last_second),
-    ("redis-client-pause", "always", False, redis_paused),
-    ("netns-replica-cut-from-redis", "always", True, ns_cut("redis")),
-    ("netns-replica-cut-from-broker", "always", True, ns_cut("broker")),
-    ("publisher-leader-kill9", "always", False, publisher_leader_killed),
+    Scenario("replicas-kill9", replicas_killed, "two replicas `kill -9`ed and restarted"),
+    Scenario("broker-restart", broker_restarted, "mosquitto `kill -9`, back after 1 s"),
+    Scenario("redis-kill9-always", redis_killed, "Redis `kill -9`, restarted from its AOF (`appendfsync always`)"),
+    Scenario("redis-kill9-everysec", redis_killed, "the same with `appendfsync everysec`", fsync="everysec"),
+    Scenario("redis-crash-everysec-lost-1s", redis_lost_last_second,
+             "a machine crash under `everysec`: the AOF cut back to its length 1 s before the kill",
+             fsync="everysec"),
+    Scenario("redis-client-pause", redis_paused, "`CLIENT PAUSE` 0.8 s, then 3 s (past `REDIS_TIMEOUT_MS`)"),
+    Scenario("netns-replica-cut-from-redis", ns_cut("redis"),
+             "one replica's packets to and from Redis dropped for 3 s", needs_ns=True),
+    Scenario("netns-replica-cut-from-broker", ns_cut("broker"), "the same towards mosquitto", needs_ns=True),
+    Scenario("publisher-leader-kill9", publisher_leader_killed, "the leading publisher `kill -9`ed"),
 ]
 
-# Redis HA with Sentinel (a master, two Redis replicas, three sentinels): run by name or with
-# --ha, not yet in the default set that .ci/run runs (one of nine runs of the WAIT scenario
-# once ended with the retained total 71 behind Redis after 10 s; not understood yet).
-HA_SCENARIOS = [
-    ("sentinel-master-kill9-async", "everysec", False, master_killed, "0"),
-    ("sentinel-master-kill9-wait1", "everysec", False, master_killed, "1"),
-    ("sentinel-killed", "everysec", False, sentinel_killed, "0"),
-]
+# Redis HA with Sentinel (a master, two Redis replicas, three sentinels), each fault in both
+# modes: async (REDIS_WAIT_REPLICAS=0) and synchronous (REDIS_WAIT_REPLICAS=1).
+PARTITION_ASYNC = ("async replication: the cut-off master acknowledges the writes of the replica beside it "
+                   "until min-replicas-max-lag, which the promoted master never got")
+HA_SCENARIOS = []
+for _mode, _ha in (("async", "0"), ("wait1", "1")):
+    _in = " (%s)" % ("async" if _ha == "0" else "`REDIS_WAIT_REPLICAS=1`")
+    HA_SCENARIOS += [
+        Scenario("sentinel-master-kill9-" + _mode, master_killed, "the master `kill -9`ed" + _in,
+                 fsync="everysec", ha=_ha),
+        Scenario("sentinel-master-sigstop-" + _mode, master_paused,
+                 "the master `SIGSTOP`ped until a replica is promoted, then `SIGCONT`" + _in, fsync="everysec",
+                 ha=_ha, seconds=10),
+        Scenario("sentinel-partition-" + _mode, master_partitioned,
+                 "the master cut off from the sentinels, Redis replicas and other tally replicas for 6 s; one "
+                 "tally replica still reaches it" + _in, fsync="everysec", needs_ns=True, ha=_ha, seconds=12,
+                 known=PARTITION_ASYNC if _ha == "0" else None),
+        Scenario("sentinel-killed-" + _mode, sentinel_killed, "one of the three sentinels `kill -9`ed" + _in,
+                 fsync="everysec", ha=_ha),
+        Scenario("sentinel-failover-failback-" + _mode, failover_and_failback,
+                 "the master killed, then the promoted one too (failover and fail-back)" + _in, fsync="everysec",
+                 ha=_ha, seconds=14),
+    ]
 
 
-def run(name, fsync, needs_ns, inject, args, ha=None):
-    ns = Netns().create() if needs_ns else None
+LINE = ("%-34s attempted %6d  acknowledged %6d  redis +%6d  lost %d  duplicated %d  503 %6d  "
+        "longest without 200 %5.2f s (at %4.1f s)  faults %d  %s%s")
+
+
+def run(sc, args):
+    ns = Netns().create() if sc.needs_ns else None
     c = None
     try:
-        c = Cluster(fsync=fsync, netns=ns, ha=ha)
+        c = Cluster(fsync=sc.fsync, netns=ns, ha=sc.ha)
         before = c.redis.total()
-        load = tally_load.Load([c.url(r) for r in c.replicas], duration=args.seconds, concurrency=8, depth=4,
-                               sample_ms=20, give_up=args.seconds + 10)
+        seconds = max(args.seconds, sc.seconds or 0)
+        load = tally_load.Load([c.url(r) for r in c.replicas], duration=seconds, concurrency=8, depth=4,
+                               sample_ms=20, give_up=seconds + 10)
         load.start()
+        lease = LeaseWatch(c) if sc.ha is not None else None
         try:
-            faults, notes, hit = inject(c, load, args)
+            faults, notes, hit = sc.inject(c, load, args)
         except AssertionError as e:  # a step of the scenario did not happen in time
             faults, notes, hit = 0, "", ("effect", False, str(e))
         res = load.join()
         notes = "; ".join(x for x in (notes, hit[2]) if x)
-        after = tally_load.settle_total("127.0.0.1:%d" % c.redis.port, None)
+        if c.sentinels:  # the master now, as the sentinels say (a failover may have followed the fault)
+            port = harness.wait_for(lambda: next(sn for sn in c.sentinels if sn.alive()).master()[1], timeout=10,
+                                    what="a sentinel to name the master")
+            c.redis = next(n for n in c.nodes if n.port == port)
+        after = tally_load.settle_total("%s:%d" % (c.redis.host, c.redis.port), None)
         checks, fig = tally_load.check(res, before, after)
         checks.append(hit)
+        if lease is not None:
+            checks += lease.checks(fig["gap"])
         # Every replica comes back to the cluster total, and the retained total follows.
         behind = []
         for r in c.replicas:
@@ -433,16 +655,28 @@ def run(name, fsync, needs_ns, inject, args, ha=None):
         except AssertionError:
             checks.append(("retained", False, "retained total %s, Redis %d" %
                            (harness.retained(c.broker, "total_count"), after)))
-        s503 = res.statuses.get(503, 0)
         ok = all(v for _, v, _ in checks)
-        print("%-30s requests %6d  acknowledged %6d  503 %5d  faults %d  lost %d  duplicated %d  %s%s" % (
-            name, fig["requests"], fig["acknowledged"], s503, faults, fig["lost"], fig["duplicated"],
-            "PASS" if ok else "FAIL", ("  (" + notes + ")") if notes else ""), flush=True)
-        if not ok:
+        # A known limit of the mode: its figures are shown, and the suite does not fail on them;
+        # what must hold in every mode (the fault hit, caches converge) still fails it.
+        verdict = "PASS" if ok else "FAIL"
+        if not ok and sc.known and all(v for n, v, _ in checks if n in ("effect", "converged", "one-leader")):
+            verdict, ok = "KNOWN", True
+            notes = "; ".join(x for x in (notes, "known limit: " + sc.known) if x)
+        print(LINE % (sc.name, fig["requests"], fig["acknowledged"], fig.get("redis_delta", 0), fig["lost"],
+                      fig["duplicated"], res.statuses.get(503, 0), fig["gap"], tally_load.longest_gap(res)[1],
+                      faults, verdict,
+                      ("  (" + notes + ")") if notes else ""), flush=True)
+        if verdict != "PASS":
             for n, v, d in checks:
-                print("    %-9s %s  %s" % (n, "PASS" if v else "FAIL", d), flush=True)
+                print("    %-18s %s  %s" % (n, "PASS" if v else "FAIL", d), flush=True)
+        if not ok:
             for p in c.publishers + c.replicas:  # what they said, for the failing check
                 print("    --- %s (last lines):\n    %s" % (p.name, "\n    ".join(p.output().splitlines()[-8:])))
+            for sn in c.sentinels:  # what the sentinels decided, and when
+                events = [ln for ln in sn.output().splitlines() if any(
+                    k in ln for k in ("sdown", "odown", "try-failover", "elected", "promoted", "switch-master",
+                                      "failover-end", "abort"))]
+                print("    --- %s (failover events):\n    %s" % (sn.name, "\n    ".join(events[-12:])))
         return ok, fig
     finally:
         bad = c.stop() if c else []
@@ -458,25 +692,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenarios", nargs="*", help="names to run (default: all)")
     ap.add_argument("--seconds", type=float, default=6.0, help="load per scenario (default 6)")
-    ap.add_argument("--ha", action="store_true", help="also the Redis HA (Sentinel) scenarios")
+    ap.add_argument("--no-ha", action="store_true", help="leave out the Redis HA (Sentinel) scenarios")
+    ap.add_argument("--ha-only", action="store_true", help="only the Redis HA (Sentinel) scenarios")
+    ap.add_argument("--repeat", type=int, default=1, help="run each chosen scenario this many times")
     args = ap.parse_args()
     if not harness.REPLICA or not harness.PUBLISHER:
         sys.exit("faults: set TALLY_REPLICA and TALLY_PUBLISHER (ctest does)")
     every = SCENARIOS + HA_SCENARIOS
-    chosen = [s for s in every if s[0] in args.scenarios] if args.scenarios else \
-        SCENARIOS + (HA_SCENARIOS if args.ha else [])
-    unknown = set(args.scenarios) - {s[0] for s in every}
+    chosen = [s for s in every if s.name in args.scenarios] if args.scenarios else \
+        ([] if args.ha_only else SCENARIOS) + ([] if args.no_ha else HA_SCENARIOS)
+    unknown = set(args.scenarios) - {s.name for s in every}
     if unknown:
         sys.exit("faults: unknown scenario(s): %s" % ", ".join(sorted(unknown)))
-    if any(s[2] for s in chosen) and os.geteuid() != 0:
+    if args.repeat < 1:
+        sys.exit("faults: --repeat must be at least 1")
+    if any(s.needs_ns for s in chosen) and os.geteuid() != 0:
         sys.exit("faults: the network scenarios need root (ip netns); run as root or name other scenarios")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     failed = []
-    for name, fsync, needs_ns, inject, *ha in chosen:
-        ok, _ = run(name, fsync, needs_ns, inject, args, *ha)
-        if not ok:
-            failed.append(name)
-    print("%d scenarios, %d failed%s" % (len(chosen), len(failed), (": " + ", ".join(failed)) if failed else ""))
+    for sc in chosen:
+        for _ in range(args.repeat):
+            ok, _ = run(sc, args)
+            if not ok:
+                failed.append(sc.name)
+    runs = len(chosen) * args.repeat
+    print("%d runs, %d failed%s" % (runs, len(failed), (": " + ", ".join(failed)) if failed else ""))
     return 1 if failed else 0
 
 

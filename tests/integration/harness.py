@@ -98,17 +98,20 @@ class Proc:
 
 
 class Redis(Proc):
-    def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None):
+    def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None, host="127.0.0.1",
+                 binds=("127.0.0.1",)):
+        """`host`: where tests reach it; `binds`: the addresses it listens on."""
         self.port = port or free_port()
+        self.host = host
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+        argv = ["redis-server", "--port", str(self.port), "--bind", *binds, "--dir", self.dir,
                 "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no",
                 "--repl-diskless-sync-delay", "0"]  # a replica in a test syncs at once, not after 5 s
         if password:
             argv += ["--requirepass", password, "--masterauth", password]
         if replica_of is not None:
-            argv += ["--replicaof", "127.0.0.1", str(replica_of.port)]
+            argv += ["--replicaof", replica_of.host, str(replica_of.port)]
         self.password = password
         super().__init__("redis-%d" % self.port, argv, workdir)
 
@@ -119,7 +122,7 @@ class Redis(Proc):
 
     def command(self, *args, timeout=5):
         """One command over a fresh connection (RESP); returns str/int/None or raises on error."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
             f = s.makefile("rb")
             if self.password:
                 s.sendall(_resp(["AUTH", self.password]))
@@ -140,16 +143,17 @@ class Sentinel(Proc):
     """redis-server --sentinel monitoring `master` (a Redis) as name `name`, quorum `quorum`,
     down-after 1 s: its own writable configuration file, as Sentinel rewrites it."""
 
-    def __init__(self, workdir, master, name="tally", quorum=1, port=None):
+    def __init__(self, workdir, master, name="tally", quorum=1, port=None, binds=("127.0.0.1",)):
         self.port = port or free_port()
         self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "sentinel.conf")
         with open(self.conf, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
-                    "sentinel monitor %s 127.0.0.1 %d %d\n"
+            f.write("port %d\nbind %s\ndaemonize no\ndir %s\n"
+                    "sentinel monitor %s %s %d %d\n"
                     "sentinel down-after-milliseconds %s 1000\n"
-                    "sentinel failover-timeout %s 5000\n" % (self.port, self.dir, name, master.port, quorum, name, name))
+                    "sentinel failover-timeout %s 5000\n" % (self.port, " ".join(binds), self.dir, name, master.host,
+                                                             master.port, quorum, name, name))
             if master.password:
                 f.write("sentinel auth-pass %s %s\n" % (name, master.password))
         self.master_name = name

@@ -32,7 +32,9 @@ cleanup() {
       sleep 1
     done
   fi
-  docker volume rm -f "${stack}_redis-data" "${stack}_broker-data" >/dev/null 2>&1
+  for v in redis-data redis-2-data redis-3-data sentinel-1-data sentinel-2-data sentinel-3-data broker-data; do
+    docker volume rm -f "${stack}_$v" >/dev/null 2>&1
+  done
   [ -n "$compose_up" ] && docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
   [ -n "$joined_swarm" ] && docker swarm leave --force >/dev/null 2>&1
   if [ -n "$started_dockerd" ]; then kill "$started_dockerd" 2>/dev/null; wait "$started_dockerd" 2>/dev/null; fi
