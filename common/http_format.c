@@ -17,6 +17,10 @@ static const struct {
     {"/healthz", TALLY_ROUTE_HEALTHZ, "healthz"},
     {"/readyz", TALLY_ROUTE_READYZ, "readyz"},
     {"/replicas", TALLY_ROUTE_REPLICAS, "replicas"},
+    {"/events", TALLY_ROUTE_EVENTS, "events"},
+    {"/dashboard", TALLY_ROUTE_DASHBOARD, "dashboard"},
+    {"/dashboard.js", TALLY_ROUTE_DASHBOARD, "dashboard"},
+    {"/dashboard.css", TALLY_ROUTE_DASHBOARD, "dashboard"},
     {"/metrics", TALLY_ROUTE_METRICS, "metrics"},
 };
 

@@ -8,12 +8,14 @@
 
 enum tally_route {
     TALLY_ROUTE_UNKNOWN = 0,
-    TALLY_ROUTE_COUNT,    /* GET /        : counts */
-    TALLY_ROUTE_TOTAL,    /* GET /total   : cached total */
-    TALLY_ROUTE_HEALTHZ,  /* GET /healthz : liveness */
-    TALLY_ROUTE_READYZ,   /* GET /readyz  : readiness */
-    TALLY_ROUTE_REPLICAS, /* GET /replicas: replicas known on MQTT */
-    TALLY_ROUTE_METRICS,  /* GET /metrics : Prometheus text (last: metrics arrays end here) */
+    TALLY_ROUTE_COUNT,     /* GET /        : counts */
+    TALLY_ROUTE_TOTAL,     /* GET /total   : cached total */
+    TALLY_ROUTE_HEALTHZ,   /* GET /healthz : liveness */
+    TALLY_ROUTE_READYZ,    /* GET /readyz  : readiness */
+    TALLY_ROUTE_REPLICAS,  /* GET /replicas: replicas known on MQTT */
+    TALLY_ROUTE_EVENTS,    /* GET /events  : Server-Sent Events of the total and presence */
+    TALLY_ROUTE_DASHBOARD, /* GET /dashboard (and its .js, .css): the live view */
+    TALLY_ROUTE_METRICS,   /* GET /metrics : Prometheus text (last: metrics arrays end here) */
 };
 
 /** Maps a normalized path (no query string) to its route; anything else is UNKNOWN. */

@@ -57,6 +57,8 @@ const tally_opt_t replica_options[] = {
      "event-loop threads, each with its own Redis connection", NULL},
     {"SHUTDOWN_TIMEOUT_MS", TALLY_OPT_INT, OPT(shutdown_timeout_ms), 0, 600000, "10000",
      "on SIGTERM, how long to wait for requests in flight", NULL},
+    {"EVENTS_MAX_CLIENTS", TALLY_OPT_INT, OPT(events_max_clients), 0, 100000, "256",
+     "most GET /events streams open at once on this replica; beyond: 503 (0: /events always 503)", NULL},
     {"SHUTDOWN_DELAY_MS", TALLY_OPT_INT, OPT(shutdown_delay_ms), 0, 600000, "0",
      "on SIGTERM, answer /readyz 503 for this long before draining, so a load balancer's health checks take "
      "the replica out first (set it above their interval x fall count)",

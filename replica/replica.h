@@ -48,6 +48,7 @@ struct replica_config {
     int threads;
     int shutdown_timeout_ms;
     int shutdown_delay_ms;
+    int events_max_clients;
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
 };
@@ -98,11 +99,14 @@ struct replica {
 
     struct worker *workers;
     int nworkers;
-    atomic_int redis_ready; /* workers whose Redis link is up and seeded */
-    atomic_int draining;    /* SIGTERM seen: unready, still serving (SHUTDOWN_DELAY_MS) */
-    atomic_int stopping;    /* not accepting any more: answering what was read, then exit */
-    atomic_int started_up;  /* the start-up gate of /readyz passed once (see routes.c) */
-    int mqtt_started;       /* the MQTT link runs (it starts once INSTANCE_ID is claimed) */
+    atomic_int redis_ready;       /* workers whose Redis link is up and seeded */
+    atomic_int draining;          /* SIGTERM seen: unready, still serving (SHUTDOWN_DELAY_MS) */
+    atomic_int stopping;          /* not accepting any more: answering what was read, then exit */
+    atomic_int started_up;        /* the start-up gate of /readyz passed once (see routes.c) */
+    atomic_int events_clients;    /* open GET /events streams (EVENTS_MAX_CLIENTS) */
+    atomic_ullong events_refused; /* GET /events answered 503: the cap was reached */
+    atomic_ullong events_dropped; /* event clients dropped for not reading */
+    int mqtt_started;             /* the MQTT link runs (it starts once INSTANCE_ID is claimed) */
     int exit_code;
 };
 
@@ -157,6 +161,7 @@ struct worker {
     uv_async_t wakeup;                   /* cross-thread: "stop now" */
     uv_signal_t sigterm, sigint, sighup; /* worker 0 only */
     uv_timer_t delay_timer;              /* worker 0: SHUTDOWN_DELAY_MS after SIGTERM */
+    struct events_conn *events;          /* open GET /events streams on this thread (events.c) */
 
     tally_redis_link_t redis;
     int redis_seeded;     /* GET total_count answered on the current connection */
@@ -240,6 +245,14 @@ void counter_on_redis_down(tally_redis_link_t *link, const char *why);
 /* routes.c */
 /** h2o on_req handler: every path goes through here. */
 int routes_handle(h2o_handler_t *self, h2o_req_t *req);
+
+/* GET /dashboard, /dashboard.js, /dashboard.css (dashboard.c). */
+void dashboard_handle(h2o_req_t *req, int head);
+
+/* GET /events (events.c): starts a stream, or answers HEAD, or 503 beyond EVENTS_MAX_CLIENTS. */
+void events_handle(struct worker *w, h2o_req_t *req, int head);
+/** Sends each of the worker's event streams what changed; called on its watchdog tick. */
+void events_tick(struct worker *w, int64_t now);
 /** Answers @p req with @p status and a body; @p content_type NULL means JSON. */
 void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
                     const char *body, size_t len);

@@ -226,6 +226,14 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_cache_age_seconds", "gauge",
                       "Seconds since the cached total was last confirmed.",
                       age < 0 ? -1.0 : (double)age / 1000.0);
+    tally_metrics_add(&m, "tally_events_clients", "gauge", "Open GET /events streams.",
+                      (double)atomic_load(&g_replica.events_clients));
+    tally_metrics_add(&m, "tally_events_refused_total", "counter",
+                      "GET /events answered 503 because EVENTS_MAX_CLIENTS streams were open.",
+                      LOAD(g_replica.events_refused));
+    tally_metrics_add(&m, "tally_events_dropped_total", "counter",
+                      "Event clients dropped because they took no write for 10 s.",
+                      LOAD(g_replica.events_dropped));
     tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", (double)replica_is_ready());
     tally_metrics_add(&m, "tally_start_time_seconds", "gauge",
                       "Start time of the process since the Unix epoch.",
@@ -294,6 +302,12 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req)
         free(body);
         break;
     }
+    case TALLY_ROUTE_EVENTS:
+        events_handle(w, req, head);
+        break;
+    case TALLY_ROUTE_DASHBOARD:
+        dashboard_handle(req, head);
+        break;
     case TALLY_ROUTE_METRICS:
         handle_metrics(req);
         break;

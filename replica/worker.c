@@ -37,6 +37,7 @@ static void on_watchdog(uv_timer_t *t)
     int64_t now = tally_now_ms();
     counter_check_deadline(w, now);
     counter_update_rate(w);
+    events_tick(w, now);
     if (w->index == 0 && !atomic_load(&g_replica.stopping))
         claim_tick(w, now);
     if (!atomic_load(&g_replica.stopping))

@@ -4,7 +4,8 @@ figures in docs/operations.md are the ones a run printed, never typed.
 
     python3 tests/faults/faults.py | tee /tmp/faults.log
     python3 tests/faults/table.py /tmp/faults.log                 # prints the table
-    python3 tests/faults/table.py /tmp/faults.log --doc docs/operations.md --block faults
+    python3 tests/faults/table.py /tmp/faults.log --doc docs/operations.md --block faults --exclude ^sentinel-
+    python3 tests/faults/table.py /tmp/faults.log --doc docs/operations.md --block faults-sentinel --match ^sentinel-
 
 With --doc, the text between "<!-- generated: BLOCK -->" and "<!-- end: BLOCK -->" in that
 file is replaced by the table of the scenarios the block already lists (or of every line
@@ -57,9 +58,12 @@ def main():
     ap.add_argument("log", help="a file with faults.py's output ('-': standard input)")
     ap.add_argument("--doc", help="the Markdown file to update")
     ap.add_argument("--block", default="faults", help="the generated block's name (default: faults)")
+    ap.add_argument("--match", default="", help="only scenarios whose name matches this regex (a new block)")
+    ap.add_argument("--exclude", default="", help="leave out scenarios whose name matches this regex")
     args = ap.parse_args()
     lines = sys.stdin.readlines() if args.log == "-" else open(args.log).readlines()
-    found = parse(lines)
+    found = {k: v for k, v in parse(lines).items() if re.search(args.match, k) and
+             not (args.exclude and re.search(args.exclude, k))}
     if not found:
         sys.exit("table: no scenario lines in %s" % args.log)
     if not args.doc:
