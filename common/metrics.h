@@ -3,6 +3,7 @@
 #ifndef TALLY_METRICS_H
 #define TALLY_METRICS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,5 +25,25 @@ void tally_metrics_family(tally_metrics_buf_t *m, const char *name, const char *
 /** Appends one sample with one label (value escaped here). */
 void tally_metrics_sample(tally_metrics_buf_t *m, const char *name, const char *label,
                           const char *label_value, double value);
+
+/* A latency histogram any thread may observe into (relaxed atomics; a scrape may see one
+ * observation half-counted, which Prometheus tolerates). Buckets from 0.1 ms to 1 s. */
+#define TALLY_HIST_BUCKETS 13
+typedef struct tally_histogram {
+    atomic_ullong bucket[TALLY_HIST_BUCKETS + 1]; /* not cumulative; the last is +Inf */
+    atomic_ullong count;
+    atomic_ullong sum_ns;
+} tally_histogram_t;
+
+/** Upper bounds of the buckets, in seconds. */
+extern const double tally_hist_bounds[TALLY_HIST_BUCKETS];
+/** Records one duration of @p ns nanoseconds. */
+void tally_histogram_observe(tally_histogram_t *h, uint64_t ns);
+/** Appends the histogram as @p name (…_bucket{le}, …_sum, …_count), in seconds. */
+void tally_metrics_histogram(tally_metrics_buf_t *m, const char *name, const char *help,
+                             const tally_histogram_t *h);
+/** Appends the standard process_* metrics of this process (from /proc/self) and
+ *  tally_build_info{version,commit}; @p start_wall_ms is the start time, Unix ms. */
+void tally_metrics_process(tally_metrics_buf_t *m, int64_t start_wall_ms);
 
 #endif

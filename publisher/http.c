@@ -42,7 +42,8 @@ static void metrics(h2o_req_t *req)
                       (double)g_pub.stats.held_back);
     tally_metrics_add(&m, "tally_publisher_redis_read_errors_total", "counter", "Failed reads of the total.",
                       (double)g_pub.stats.read_errors);
-    tally_metrics_add(&m, "tally_publisher_retained_total", "gauge", "Highest total known retained.",
+    tally_metrics_add(&m, "tally_publisher_retained_requests", "gauge",
+                      "Highest total known retained (formerly tally_publisher_retained_total).",
                       (double)atomic_load(&g_pub.floor));
     tally_metrics_add(&m, "tally_redis_connected", "gauge", "1 while Redis is connected.",
                       g_pub.redis.state == TALLY_REDIS_UP);
@@ -63,6 +64,7 @@ static void metrics(h2o_req_t *req)
                       "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
                       (double)atomic_load(&g_pub.mqtt.forged));
     tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", ready());
+    tally_metrics_process(&m, g_pub.started_wall_ms);
     if (m.failed)
         respond(req, 500, "Internal Server Error", "application/json",
                 H2O_STRLIT("{\"error\":\"internal\"}"));

@@ -150,6 +150,7 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    g_pub.started_wall_ms = tally_wall_ms();
     tally_default_instance_id(cfg->instance_id, sizeof(cfg->instance_id), "publisher");
     if (cfg->mqtt_client_id[0] == '\0')
         snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "publisher-%.50s", cfg->instance_id);

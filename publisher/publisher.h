@@ -52,6 +52,7 @@ extern const size_t publisher_noptions;
 
 struct publisher {
     struct publisher_config cfg;
+    int64_t started_wall_ms; /* process_start_time_seconds */
     uv_loop_t loop;
     tally_redis_link_t redis;
     tally_sentinels_t sentinels; /* REDIS_SENTINELS, parsed */

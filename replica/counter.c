@@ -188,6 +188,7 @@ static int send_batch(struct worker *w, struct batch *b)
     if (redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, cmd, len) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
+    b->sent_ns = uv_hrtime();
     b->sends++;
     fifo_push(&w->inflight_head, &w->inflight_tail, b);
     return TALLY_OK;
@@ -208,6 +209,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     /* Replies arrive in send order: this batch is the FIFO head. */
     fifo_pop(&w->inflight_head, &w->inflight_tail);
+    if (reply != NULL)
+        tally_histogram_observe(&g_replica.stats.redis_duration, uv_hrtime() - b->sent_ns);
 
     int noscript =
         reply != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;

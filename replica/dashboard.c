@@ -23,7 +23,7 @@ void dashboard_handle(h2o_req_t *req, int head)
     h2o_add_header_by_str(
         &req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
         H2O_STRLIT("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                   "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"));
+                   "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL,
                           H2O_STRLIT("nosniff"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL,

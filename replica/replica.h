@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "http_format.h"
+#include "metrics.h"
 #include "mqtt_link.h"
 #include "presence.h"
 #include "redis_link.h"
@@ -78,6 +79,8 @@ struct replica_stats {
     atomic_ullong mqtt_dropped;        /* total_count payloads that were not a valid total */
     atomic_ullong mqtt_totals;         /* valid totals received */
     atomic_ullong status_dropped;      /* replicas/+/status payloads that were not a valid status */
+    tally_histogram_t http_duration;   /* request read -> answer written, every answered request */
+    tally_histogram_t redis_duration;  /* batch sent -> its reply (applied batches and errors) */
 };
 
 struct worker;
@@ -142,6 +145,7 @@ struct batch {
     uint64_t seq;          /* the batch's id in the worker's dedup ring: retries reuse it */
     int64_t first_sent_ms; /* its requests get 503 once this is REDIS_TIMEOUT_MS old */
     int64_t sent_ms;       /* the latest send */
+    uint64_t sent_ns;      /* the same, uv_hrtime(): its round trip goes into the histogram */
     int sends;             /* how often it was sent: a resend must check the ring first */
     uint64_t sent_floor;   /* the cached total at the first send: its range lies above it */
     uint64_t first, total; /* REDIS_WAIT_REPLICAS: its totals, held until WAIT confirms them */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -25,10 +26,21 @@ static void count_status(int status)
     atomic_fetch_add_explicit(&g_replica.stats.responses[k], 1, memory_order_relaxed);
 }
 
+/* From the moment h2o began reading the request to now. */
+static void observe_duration(h2o_req_t *req)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
+                 (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
+    tally_histogram_observe(&g_replica.stats.http_duration, us > 0 ? (uint64_t)us * 1000 : 0);
+}
+
 void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
                     const char *body, size_t len)
 {
     count_status(status);
+    observe_duration(req);
     /* Draining: answer every request already read on this connection, then close it with
      * this answer's Connection: close (h2o would close after the first answer and leave
      * pipelined requests unanswered, or keep an idle connection open to the end). */
@@ -220,7 +232,8 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
                       "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
                       LOAD(mq->forged));
-    tally_metrics_add(&m, "tally_cluster_total", "gauge", "The cached cluster total.",
+    tally_metrics_add(&m, "tally_cluster_requests", "gauge",
+                      "The cached cluster total (formerly tally_cluster_total).",
                       (double)tally_cache_value(&g_replica.cache));
     int64_t age = tally_cache_age_ms(&g_replica.cache, tally_now_ms());
     tally_metrics_add(&m, "tally_cache_age_seconds", "gauge",
@@ -238,6 +251,13 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_start_time_seconds", "gauge",
                       "Start time of the process since the Unix epoch.",
                       (double)g_replica.started_wall_ms / 1000.0);
+    tally_metrics_histogram(&m, "tally_http_request_duration_seconds",
+                            "Time from reading a request to writing its answer, every answered request.",
+                            &s->http_duration);
+    tally_metrics_histogram(&m, "tally_redis_batch_duration_seconds",
+                            "Round trip of one INCRBY batch: sent to Redis until its reply.",
+                            &s->redis_duration);
+    tally_metrics_process(&m, g_replica.started_wall_ms);
 
     if (m.failed)
         respond_error(req, 500, "Internal Server Error", "internal", "out of memory");

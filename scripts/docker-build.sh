@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds tally's images: <prefix>/replica, /publisher, /broker, /redis, /lb, all :<tag>.
+# Builds tally's images: <prefix>/replica, /publisher, /broker, /redis, /lb, all :<tag>
+# (and /prometheus with TALLY_BUILD_MONITORING=1).
 #   TALLY_IMAGE_PREFIX (default tally)  TALLY_TAG (default latest)
 # Makes the base image first if it cannot be pulled (scripts/docker-base-image.sh).
 set -euo pipefail
@@ -16,3 +17,7 @@ build publisher publisher/Dockerfile
 build broker broker-config/Dockerfile
 build redis broker-config/redis.Dockerfile
 build lb docker/lb.Dockerfile
+# Prometheus with tally's configuration (monitoring/): opt-in, it is not part of the stack.
+if [ "${TALLY_BUILD_MONITORING:-0}" = 1 ]; then
+  build prometheus monitoring/prometheus.Dockerfile
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tally needs, only those missing.
 #   scripts/install-deps.sh run    build + run locally (default)
-#   scripts/install-deps.sh test   + test tools (valgrind, python3, clang-format, clang + libFuzzer)
+#   scripts/install-deps.sh test   + test tools (valgrind, python3, clang-format, clang + libFuzzer,
+#                                  chromium for the dashboard test, prometheus/promtool for monitoring/)
 #   scripts/install-deps.sh bench  + load generator and static ceiling (wrk, nginx)
 set -euo pipefail
 
@@ -10,7 +11,7 @@ want=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libp
 for what in "$@"; do
   case "$what" in
     run) ;;
-    test) want+=(python3 valgrind clang-format clang libclang-rt-14-dev iproute2) ;;
+    test) want+=(python3 valgrind clang-format clang libclang-rt-14-dev iproute2 chromium prometheus) ;;
     bench) want+=(wrk nginx-light python3) ;;
     *) echo "install-deps.sh: unknown set '$what' (run, test, bench)" >&2; exit 2 ;;
   esac

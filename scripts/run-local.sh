@@ -160,6 +160,9 @@ Redis HA: master :$redis_port, replicas :$((redis_port + 1)) :$((redis_port + 2)
   curl http://127.0.0.1:$http_port/total
   curl http://127.0.0.1:$http_port/replicas
   curl http://127.0.0.1:9101/metrics          # publisher 1 (tally_publisher_leader)
+  open http://127.0.0.1:$http_port/dashboard  # the live view, in a browser
+  prometheus --config.file=$root/monitoring/prometheus.yml --storage.tsdb.path=$run/prometheus
+                                              # metrics and alerts: http://127.0.0.1:9090/alerts
   XDG_CONFIG_HOME=$run/broker/watcher mosquitto_sub -h 127.0.0.1 -p $watch_port -t total_count
   XDG_CONFIG_HOME=$run/broker/watcher-tls mosquitto_sub -h localhost -p $watch_tls_port -t total_count
   (the watcher's account and password are read from those folders' mosquitto_sub file)

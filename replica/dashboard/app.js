@@ -90,6 +90,8 @@
     const r = rates();
     const peak = Math.max(10, ...r.map((p) => p[1]));
     const now = Date.now() / 1000;
+    // the last five minutes, or since the page opened (at least 30 s) while it is younger
+    const span = Math.min(WINDOW_S, Math.max(30, samples.length ? now - samples[0][0] : 30));
     ctx.strokeStyle = "#2a323b";
     ctx.fillStyle = "#8b96a1";
     ctx.font = "12px system-ui, sans-serif";
@@ -98,13 +100,13 @@
       ctx.beginPath(); ctx.moveTo(pad, y); ctx.lineTo(w, y); ctx.stroke();
       ctx.fillText(fmt.format(Math.round((peak * k) / 4)), 2, y + 4);
     }
-    ctx.fillText("-5 min", pad, h - 2);
+    ctx.fillText(span >= WINDOW_S ? "-5 min" : "-" + Math.round(span) + " s", pad, h - 2);
     ctx.fillText("now", w - 26, h - 2);
     ctx.strokeStyle = "#58a6ff";
     ctx.lineWidth = 2;
     ctx.beginPath();
     r.forEach((p, i) => {
-      const x = pad + ((w - pad) * (p[0] - (now - WINDOW_S))) / WINDOW_S;
+      const x = pad + ((w - pad) * (p[0] - (now - span))) / span;
       const y = h - pad / 2 - ((h - pad) * p[1]) / peak;
       if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });

@@ -97,7 +97,7 @@ class HttpTest(ClusterTest):
         self.assertEqual(st, 200)
         self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
         self.assertEqual(self.rep.metric("tally_counted_requests_total"), 3)
-        self.assertEqual(self.rep.metric("tally_cluster_total"), 3)
+        self.assertEqual(self.rep.metric("tally_cluster_requests"), 3)
         self.assertIn('tally_http_responses_total{code="404"} 1', body)
         self.assertIn('tally_http_requests_total{route="count"} 3', body)
         for line in body.splitlines():

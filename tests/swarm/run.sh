@@ -80,6 +80,8 @@ else # Docker < 25 has no "stack config"; the compose parser checks the same fil
   docker-compose -f "$root/stack.yml" config -q
 fi
 docker-compose -f "$root/docker-compose.yml" config -q
+docker-compose -f "$root/docker-compose.yml" -f "$root/monitoring/compose.yml" config -q
+docker-compose -f "$root/stack.yml" -f "$root/monitoring/stack.yml" config -q
 
 # docker-compose.yml on this host: up, three instances answer through HAProxy, down.
 log "docker-compose up (project ${stack}c)"

@@ -31,3 +31,39 @@ Test(metrics, grows_past_the_first_block)
     cr_assert(strstr(m.data, "tally_many_total 499\n") != NULL);
     tally_metrics_free(&m);
 }
+
+Test(metrics, histogram_buckets_are_cumulative_and_inclusive)
+{
+    static tally_histogram_t h;              /* zeroed */
+    tally_histogram_observe(&h, 100000);     /* 0.1 ms: on the first bound, counted in it */
+    tally_histogram_observe(&h, 100001);     /* just above: the next bucket */
+    tally_histogram_observe(&h, 2000000);    /* 2 ms */
+    tally_histogram_observe(&h, 5000000000); /* 5 s: only +Inf */
+    tally_metrics_buf_t m;
+    tally_metrics_init(&m);
+    tally_metrics_histogram(&m, "t_seconds", "help", &h);
+    cr_assert_not(m.failed);
+    cr_assert(strstr(m.data, "# TYPE t_seconds histogram\n") != NULL);
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0001\"} 1\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.00025\"} 2\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0025\"} 3\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"1\"} 3\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"+Inf\"} 4\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_sum 5.002200\nt_seconds_count 4\n") != NULL, "%s", m.data);
+    tally_metrics_free(&m);
+}
+
+Test(metrics, process_metrics_and_build_info)
+{
+    tally_metrics_buf_t m;
+    tally_metrics_init(&m);
+    tally_metrics_process(&m, 1795425208123);
+    cr_assert_not(m.failed);
+    cr_assert(strstr(m.data, "process_start_time_seconds 1795425208.123\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "# TYPE process_cpu_seconds_total counter\n") != NULL);
+    cr_assert(strstr(m.data, "process_open_fds ") != NULL);
+    cr_assert(strstr(m.data, "process_resident_memory_bytes ") != NULL);
+    cr_assert(strstr(m.data, "tally_build_info{version=\"" TALLY_VERSION "\",commit=\"") != NULL, "%s",
+              m.data);
+    tally_metrics_free(&m);
+}
