@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,24 +98,38 @@ void tally_metrics_sample(tally_metrics_buf_t *m, const char *name, const char *
 const double tally_hist_bounds[TALLY_HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                       0.025,  0.05,    0.1,    0.25,  0.5,    1.0};
 
+static void bump(atomic_ullong *x, unsigned long long by)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + by, memory_order_relaxed);
+}
+
 void tally_histogram_observe(tally_histogram_t *h, uint64_t ns)
 {
     size_t i = 0;
     double s = (double)ns / 1e9;
     while (i < TALLY_HIST_BUCKETS && s > tally_hist_bounds[i])
         i++;
-    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+    bump(&h->bucket[i], 1);
+    bump(&h->count, 1);
+    bump(&h->sum_ns, ns);
+}
+
+static unsigned long long sum_of(const tally_histogram_t *h, size_t n, size_t stride, size_t offset)
+{
+    unsigned long long v = 0;
+    for (size_t k = 0; k < n; k++)
+        v += atomic_load_explicit((const atomic_ullong *)((const char *)h + k * stride + offset),
+                                  memory_order_relaxed);
+    return v;
 }
 
 void tally_metrics_histogram(tally_metrics_buf_t *m, const char *name, const char *help,
-                             const tally_histogram_t *h)
+                             const tally_histogram_t *h, size_t n, size_t stride)
 {
     tally_metrics_family(m, name, "histogram", help);
     unsigned long long cum = 0;
     for (size_t i = 0; i <= TALLY_HIST_BUCKETS; i++) {
-        cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        cum += sum_of(h, n, stride, offsetof(tally_histogram_t, bucket) + i * sizeof(atomic_ullong));
         if (i < TALLY_HIST_BUCKETS)
             append(m, "%s_bucket{le=\"%g\"} %llu\n", name, tally_hist_bounds[i], cum);
         else
@@ -122,7 +137,7 @@ void tally_metrics_histogram(tally_metrics_buf_t *m, const char *name, const cha
     }
     /* the count is the +Inf bucket, so the two always agree */
     append(m, "%s_sum %.6f\n%s_count %llu\n", name,
-           (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9, name, cum);
+           (double)sum_of(h, n, stride, offsetof(tally_histogram_t, sum_ns)) / 1e9, name, cum);
 }
 
 void tally_metrics_process(tally_metrics_buf_t *m, int64_t start_wall_ms)

@@ -26,8 +26,10 @@ void tally_metrics_family(tally_metrics_buf_t *m, const char *name, const char *
 void tally_metrics_sample(tally_metrics_buf_t *m, const char *name, const char *label,
                           const char *label_value, double value);
 
-/* A latency histogram any thread may observe into (relaxed atomics; a scrape may see one
- * observation half-counted, which Prometheus tolerates). Buckets from 0.1 ms to 1 s. */
+/* A latency histogram with one writer thread (each worker keeps its own: no cache line is
+ * shared between threads on the counting path) that any thread may read: relaxed atomic
+ * loads and stores, no read-modify-write. A scrape may see one observation half-counted,
+ * which Prometheus tolerates. Buckets from 0.1 ms to 1 s. */
 #define TALLY_HIST_BUCKETS 13
 typedef struct tally_histogram {
     atomic_ullong bucket[TALLY_HIST_BUCKETS + 1]; /* not cumulative; the last is +Inf */
@@ -37,11 +39,13 @@ typedef struct tally_histogram {
 
 /** Upper bounds of the buckets, in seconds. */
 extern const double tally_hist_bounds[TALLY_HIST_BUCKETS];
-/** Records one duration of @p ns nanoseconds. */
+/** Records one duration of @p ns nanoseconds; only the histogram's own thread may call it. */
 void tally_histogram_observe(tally_histogram_t *h, uint64_t ns);
-/** Appends the histogram as @p name (…_bucket{le}, …_sum, …_count), in seconds. */
+/** Appends the sum of @p n histograms as @p name (…_bucket{le}, …_sum, …_count), in seconds;
+ *  @p stride is the distance in bytes from one to the next (they may live in an array of
+ *  larger structs). */
 void tally_metrics_histogram(tally_metrics_buf_t *m, const char *name, const char *help,
-                             const tally_histogram_t *h);
+                             const tally_histogram_t *h, size_t n, size_t stride);
 /** Appends the standard process_* metrics of this process (from /proc/self) and
  *  tally_build_info{version,commit}; @p start_wall_ms is the start time, Unix ms. */
 void tally_metrics_process(tally_metrics_buf_t *m, int64_t start_wall_ms);

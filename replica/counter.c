@@ -210,7 +210,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
     /* Replies arrive in send order: this batch is the FIFO head. */
     fifo_pop(&w->inflight_head, &w->inflight_tail);
     if (reply != NULL)
-        tally_histogram_observe(&g_replica.stats.redis_duration, uv_hrtime() - b->sent_ns);
+        tally_histogram_observe(&w->redis_duration, uv_hrtime() - b->sent_ns);
 
     int noscript =
         reply != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0;

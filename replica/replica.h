@@ -79,8 +79,6 @@ struct replica_stats {
     atomic_ullong mqtt_dropped;        /* total_count payloads that were not a valid total */
     atomic_ullong mqtt_totals;         /* valid totals received */
     atomic_ullong status_dropped;      /* replicas/+/status payloads that were not a valid status */
-    tally_histogram_t http_duration;   /* request read -> answer written, every answered request */
-    tally_histogram_t redis_duration;  /* batch sent -> its reply (applied batches and errors) */
 };
 
 struct worker;
@@ -166,6 +164,8 @@ struct worker {
     uv_signal_t sigterm, sigint, sighup; /* worker 0 only */
     uv_timer_t delay_timer;              /* worker 0: SHUTDOWN_DELAY_MS after SIGTERM */
     struct events_conn *events;          /* open GET /events streams on this thread (events.c) */
+    tally_histogram_t http_duration;     /* request read -> answer written, on this thread */
+    tally_histogram_t redis_duration;    /* batch sent -> its reply, on this thread */
 
     tally_redis_link_t redis;
     int redis_seeded;     /* GET total_count answered on the current connection */

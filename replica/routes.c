@@ -33,7 +33,8 @@ static void observe_duration(h2o_req_t *req)
     gettimeofday(&now, NULL);
     int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
                  (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
-    tally_histogram_observe(&g_replica.stats.http_duration, us > 0 ? (uint64_t)us * 1000 : 0);
+    struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
+    tally_histogram_observe(&w->http_duration, us > 0 ? (uint64_t)us * 1000 : 0);
 }
 
 void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
@@ -253,10 +254,12 @@ static void handle_metrics(h2o_req_t *req)
                       (double)g_replica.started_wall_ms / 1000.0);
     tally_metrics_histogram(&m, "tally_http_request_duration_seconds",
                             "Time from reading a request to writing its answer, every answered request.",
-                            &s->http_duration);
+                            &g_replica.workers[0].http_duration, (size_t)g_replica.nworkers,
+                            sizeof(struct worker));
     tally_metrics_histogram(&m, "tally_redis_batch_duration_seconds",
                             "Round trip of one INCRBY batch: sent to Redis until its reply.",
-                            &s->redis_duration);
+                            &g_replica.workers[0].redis_duration, (size_t)g_replica.nworkers,
+                            sizeof(struct worker));
     tally_metrics_process(&m, g_replica.started_wall_ms);
 
     if (m.failed)

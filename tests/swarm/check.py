@@ -230,6 +230,20 @@ def main():
     assert all(re.match(r"^%s-\d+:8080$" % re.escape(service("replica")), i) for i in instances), instances
     step("answers name %d instances: %s" % (len(instances), ", ".join(sorted(instances))))
 
+    # The live view through the edge: the page, and a stream that delivers a total event.
+    st, body = lb_get("/dashboard")
+    assert st == 200 and 'src="/dashboard.js"' in body, "GET /dashboard through the edge: %d" % st
+    assert lb_get("/dashboard.js")[0] == 200 and lb_get("/dashboard.css")[0] == 200
+    with socket.create_connection(("127.0.0.1", args.http_port), timeout=10) as s:
+        s.sendall(b"GET /events HTTP/1.1\r\nHost: edge\r\n\r\n")
+        got = b""
+        while b"event: total" not in got:
+            data = s.recv(65536)
+            assert data, "the edge closed the event stream: %r" % got[:300]
+            got += data
+    assert got.startswith(b"HTTP/1.1 200") and b"text/event-stream" in got.split(b"\r\n\r\n")[0].lower(), got[:300]
+    step("the live view works through the edge: /dashboard, and /events streams a total")
+
     st, _ = lb_get("/metrics")
     assert st == 404, "the public edge must not serve /metrics (got %d)" % st
     st, _ = lb_get("/./metrics")

@@ -41,7 +41,7 @@ Test(metrics, histogram_buckets_are_cumulative_and_inclusive)
     tally_histogram_observe(&h, 5000000000); /* 5 s: only +Inf */
     tally_metrics_buf_t m;
     tally_metrics_init(&m);
-    tally_metrics_histogram(&m, "t_seconds", "help", &h);
+    tally_metrics_histogram(&m, "t_seconds", "help", &h, 1, sizeof(h));
     cr_assert_not(m.failed);
     cr_assert(strstr(m.data, "# TYPE t_seconds histogram\n") != NULL);
     cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0001\"} 1\n") != NULL, "%s", m.data);
@@ -50,6 +50,24 @@ Test(metrics, histogram_buckets_are_cumulative_and_inclusive)
     cr_assert(strstr(m.data, "t_seconds_bucket{le=\"1\"} 3\n") != NULL, "%s", m.data);
     cr_assert(strstr(m.data, "t_seconds_bucket{le=\"+Inf\"} 4\n") != NULL, "%s", m.data);
     cr_assert(strstr(m.data, "t_seconds_sum 5.002200\nt_seconds_count 4\n") != NULL, "%s", m.data);
+    tally_metrics_free(&m);
+}
+
+Test(metrics, histograms_of_several_threads_add_up)
+{
+    static struct {
+        int other;
+        tally_histogram_t h;
+    } per[3]; /* zeroed, as the workers' */
+    tally_histogram_observe(&per[0].h, 50000);
+    tally_histogram_observe(&per[2].h, 50000);
+    tally_histogram_observe(&per[2].h, 3000000);
+    tally_metrics_buf_t m;
+    tally_metrics_init(&m);
+    tally_metrics_histogram(&m, "t_seconds", "help", &per[0].h, 3, sizeof(per[0]));
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0001\"} 2\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"+Inf\"} 3\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "t_seconds_sum 0.003100\nt_seconds_count 3\n") != NULL, "%s", m.data);
     tally_metrics_free(&m);
 }
 
