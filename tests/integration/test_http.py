@@ -103,8 +103,8 @@ class HttpTest(ClusterTest):
         for line in body.splitlines():
             if line.startswith("# TYPE") and line.endswith(" counter"):
                 self.assertTrue(line.split()[2].endswith("_total"), line)
-            if not line.startswith("#"):
-                self.assertTrue(line.startswith("tally_"), line)
+            if not line.startswith("#"):  # tally's own, or the standard process_* ones
+                self.assertTrue(line.startswith(("tally_", "process_")), line)
         self.assertEqual(undocumented_metrics(body), [], "every metric has a line in docs/api.md")
 
     def test_malformed_http_gets_400_and_counts_nothing(self):
