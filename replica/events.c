@@ -33,7 +33,7 @@ struct events_conn {
     int64_t last_write_ms;    /* the heartbeat's clock */
     int64_t total_sent_ms;    /* the last total event */
     int64_t replicas_sent_ms; /* the last replicas event */
-    char total_sent[256];     /* what the last total event said (without age) */
+    char total_sent[1200];    /* what the last total event said (without age) */
     uint64_t replicas_hash;   /* FNV-1a of the last replicas JSON sent */
     int greeted;              /* retry: and the first events went out */
     int dropped;              /* its socket was shut down: waiting for h2o to close it */
@@ -118,7 +118,7 @@ static size_t total_json(char *out, size_t size, int64_t now, int with_age)
 static int compose(struct events_conn *c, int64_t now, const char *replicas, size_t replicas_len,
                    uint64_t replicas_hash)
 {
-    char data[1024], key[256];
+    char data[1200], key[1200];
     c->len = 0;
     if (!c->greeted) {
         char retry[32];
@@ -209,7 +209,6 @@ void events_tick(struct worker *w, int64_t now)
 void events_handle(struct worker *w, h2o_req_t *req, int head)
 {
     int max = g_replica.cfg.events_max_clients;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     if (head) {
         routes_respond(req, 200, "OK", "text/event-stream", NULL, SIZE_MAX);
         return;
@@ -239,6 +238,7 @@ void events_handle(struct worker *w, h2o_req_t *req, int head)
     req->res.content_length = SIZE_MAX;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("text/event-stream"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
                           H2O_STRLIT("no"));
     h2o_start_response(req, &c->gen);

@@ -259,7 +259,7 @@ class LifecycleTest(ClusterTest):
         rep = self.replica(self.r, self.b, instance="drain", extra_env={"THREADS": "2"})
         conns, depth = 16, 16
         lock = threading.Lock()
-        totals = {"sent": 0, "answered": 0, "ok": 0, "errors": [], "closed_by_server": 0}
+        totals = {"sent": 0, "answered": 0, "ok": 0, "errors": [], "closed_by_server": 0, "connected": 0}
         started = threading.Event()
         req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -267,6 +267,8 @@ class LifecycleTest(ClusterTest):
             sent = answered = ok = 0
             err = None
             s = socket.create_connection(("127.0.0.1", rep.port), timeout=15)
+            with lock:
+                totals["connected"] += 1
             f = s.makefile("rb")
             try:
                 while True:
@@ -299,6 +301,9 @@ class LifecycleTest(ClusterTest):
         for t in threads:
             t.start()
         started.wait(10)
+        # Every connection accepted before the SIGTERM (a thread that connects after it
+        # meets a closed listener: no accepted connection, nothing this test is about).
+        wait_for(lambda: totals["connected"] == conns, what="every connection accepted")
         wait_for(lambda: self.r.total() > 2000 * LOAD_SCALE, what="load to run")
         rep.signal(signal.SIGTERM)
         for t in threads:
