@@ -2,7 +2,6 @@
  * +switch-master and +promoted-slave messages. Properties: never crashes; what a parser
  * accepts has a non-empty host and a port from 1 to 65535; a message is accepted only for
  * its master's name. */
-#define _GNU_SOURCE /* memmem */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -50,6 +50,8 @@ class ConfigTest(unittest.TestCase):
             ([], {"PRESENCE_EXPIRE_S": "0"}, "PRESENCE_EXPIRE_S"),
             ([], {"REDIS_WAIT_REPLICAS": "17"}, "REDIS_WAIT_REPLICAS"),
             ([], {"REDIS_WAIT_TIMEOUT_MS": "0"}, "REDIS_WAIT_TIMEOUT_MS"),
+            ([], {"EVENTS_MAX_CLIENTS": "-1"}, "EVENTS_MAX_CLIENTS"),
+            ([], {"EVENTS_MAX_CLIENTS": "lots"}, "EVENTS_MAX_CLIENTS"),
             (["--bogus", "1"], {}, "--bogus"),
             (["positional"], {}, "positional"),
         ]
