@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container health check of the Redis image: the node (6379) or the sentinel (26379) answers
 # PING. Liveness only: a replica that is still syncing, or a sentinel without quorum, is alive.
-port=6379
-[ "${REDIS_MODE:-node}" = sentinel ] && port=26379
+port=${REDIS_LISTEN_PORT:-6379}
+[ "${REDIS_MODE:-node}" = sentinel ] && port=${REDIS_LISTEN_PORT:-26379}
 REDISCLI_AUTH="$(cat "${REDIS_PASSWORD_FILE:-/run/secrets/redis_password}")" \
   redis-cli --no-auth-warning -p "$port" ping | grep -q PONG

@@ -106,8 +106,23 @@ log "compose: /metrics is 404 at the edge, HAProxy stats on $stats only"
 docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
 compose_up=""
 
-log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers :$TALLY_WATCH_PORT)"
-docker stack deploy -c "$root/stack.yml" "$stack" >/dev/null
+# A swarm orders no service start, so a first deployment must come up in any order; the
+# hardest one first: the sentinels up before any Redis node (they name the configured first
+# master, whose volume is still empty), then the nodes.
+log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers :$TALLY_WATCH_PORT), its Redis nodes held back"
+TALLY_REDIS_NODES=0 docker stack deploy -c "$root/stack.yml" "$stack" >/dev/null
+healthy_sentinels() {
+  local n=0
+  for i in 1 2 3; do
+    [ -n "$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_sentinel-$i" --filter health=healthy)" ] &&
+      n=$((n + 1))
+  done
+  [ $n -eq 3 ]
+}
+for _ in $(seq 1 240); do healthy_sentinels && break; sleep 0.5; done
+healthy_sentinels || { log "the three sentinels did not become healthy"; exit 1; }
+log "three sentinels healthy, no Redis node yet; starting the nodes"
+docker service scale "${stack}_redis=1" "${stack}_redis-2=1" "${stack}_redis-3=1" >/dev/null 2>&1
 python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
   --watch-port "$TALLY_WATCH_PORT" --watcher-options "$work/broker/watcher"
 log "passed in $((SECONDS - t0)) s"

@@ -1,0 +1,143 @@
+"""The Redis image's entrypoint (broker-config/redis-entrypoint.sh) as local processes: the
+shapes it gives one image (single node, HA node, sentinel), how a starting HA node learns its
+role from the sentinels, and its bad settings. Real redis-server processes, no Docker: the
+entrypoint's REDIS_LISTEN_PORT, REDIS_BIND, REDIS_DATA_DIR and TALLY_CONF_DIR put each one on
+a free loopback port with its own data directory."""
+import os
+import shutil
+import socket
+import subprocess
+
+from harness import ClusterTest, Proc, _read_resp, _resp, free_port, wait_for
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ENTRYPOINT = os.path.join(ROOT, "broker-config", "redis-entrypoint.sh")
+PASSWORD = "image-test-secret"
+
+
+class ImageProc(Proc):
+    """One container's worth: the entrypoint with the image's environment."""
+
+    def __init__(self, test, name, port, env):
+        self.port = port
+        self.data = os.path.join(test.dir, name + "-data")
+        os.makedirs(self.data, exist_ok=True)
+        base = {"REDIS_PASSWORD_FILE": test.pw_file, "REDIS_LISTEN_PORT": str(port), "REDIS_BIND": "127.0.0.1",
+                "REDIS_DATA_DIR": self.data, "TALLY_CONF_DIR": os.path.join(ROOT, "broker-config"),
+                "TMPDIR": test.dir, "REDIS_ANNOUNCE": "127.0.0.1"}
+        base.update(env)
+        super().__init__(name, ["bash", ENTRYPOINT], test.dir, env=base)
+
+    def command(self, *args, password=PASSWORD, timeout=5):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            f = s.makefile("rb")
+            if password:
+                s.sendall(_resp(["AUTH", password]))
+                _read_resp(f)
+            s.sendall(_resp([str(a) for a in args]))
+            return _read_resp(f)
+
+    def answers(self):
+        try:
+            return self.command("PING") == "PONG"
+        except OSError:
+            return False
+
+    def role(self):
+        return self.command("ROLE")[0]
+
+
+class RedisImageTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        os.chmod(self.dir, 0o755)  # run as root, the entrypoint hands the data directories to user redis
+        self.pw_file = os.path.join(self.dir, "redis_password")
+        with open(self.pw_file, "w") as f:
+            f.write(PASSWORD)
+
+    def image(self, name, port=None, **env):
+        return self.add(ImageProc(self, name, port or free_port(), env))
+
+    def sentinels(self, primary_port, n=3):
+        ss = [self.image("sentinel-%d" % i, REDIS_MODE="sentinel", REDIS_HA_PRIMARY="127.0.0.1:%d" % primary_port)
+              for i in range(1, n + 1)]
+        for s in ss:
+            s.start()
+        for s in ss:
+            wait_for(s.answers, what="%s to answer PING" % s.name)
+        return ss, ",".join("127.0.0.1:%d" % s.port for s in ss)
+
+    def node(self, name, port, primary_port, sentinels):
+        return self.image(name, port, REDIS_HA_PRIMARY="127.0.0.1:%d" % primary_port, REDIS_SENTINELS=sentinels)
+
+    def ha_set(self):
+        """Sentinels first (as a swarm may start them), then the first master, then a replica."""
+        p1, p2 = free_port(), free_port()
+        ss, addrs = self.sentinels(p1)
+        first = self.node("redis", p1, p1, addrs).start()
+        wait_for(first.answers, timeout=20, what="the first master to start (its log: %s)" % first.log_path)
+        self.assertEqual(first.role(), "master")
+        second = self.node("redis-2", p2, p1, addrs).start()
+        wait_for(second.answers, timeout=20, what="the second node to start")
+        wait_for(lambda: second.role() == "slave" and "master_link_status:up" in second.command("INFO", "replication"),
+                 what="the second node to sync from the first")
+        return ss, first, second
+
+    def test_a_new_set_whose_sentinels_started_first_gets_its_first_master(self):
+        ss, first, second = self.ha_set()
+        self.assertIn("master of a new set", first.output())
+        self.assertIn("the sentinels name 127.0.0.1:%d master" % first.port, second.output())
+        # min-replicas-to-write 1 (redis-ha.conf): the master writes once its replica acked
+        wait_for(lambda: first.command("SET", "total_count", "41") == "OK", what="the master to take a write")
+        wait_for(lambda: second.command("GET", "total_count") == "41", what="the write to reach the replica")
+
+    def test_a_master_that_lost_its_volume_does_not_wipe_its_replicas(self):
+        ss, first, second = self.ha_set()
+        wait_for(lambda: first.command("SET", "total_count", "1234") == "OK", what="the master to take a write")
+        wait_for(lambda: second.command("GET", "total_count") == "1234", what="the write to reach the replica")
+        wait_for(lambda: ss[0].command("SENTINEL", "replicas", "tally"), what="the sentinels to know the replica")
+        first.stop()
+        shutil.rmtree(first.data)  # the volume is gone; the node comes back empty at once
+        os.makedirs(first.data)
+        again = self.add(ImageProc(self, "redis-again", first.port, dict(first.env)))
+        again.data = first.data
+        again.start()
+        # Either it sees itself still named master (before the failover) and refuses, or the
+        # failover already happened and it starts as the new master's replica: never an
+        # empty master whose replicas resync from nothing.
+        wait_for(lambda: not again.alive() or again.answers(), timeout=20, what="the emptied node to decide")
+        if not again.alive():
+            self.assertEqual(again.p.returncode, 1)
+            self.assertIn("its data is gone and they know replicas", again.output())
+        else:
+            self.assertEqual(again.role(), "slave")
+        wait_for(lambda: second.role() == "master", timeout=30, what="the sentinels to promote the replica")
+        wait_for(lambda: ss[0].command("SENTINEL", "get-master-addr-by-name", "tally")[1] == str(second.port),
+                 what="the sentinels to name the promoted node")
+        self.assertEqual(second.command("GET", "total_count"), "1234", "the replica kept its data")
+
+    def test_a_single_node_keeps_an_aof_and_wants_the_password(self):
+        n = self.image("single").start()
+        wait_for(n.answers, what="the single node to start")
+        self.assertEqual(n.role(), "master")
+        self.assertEqual(n.command("CONFIG", "GET", "appendonly")[1], "yes")
+        with self.assertRaises(Exception) as e:
+            n.command("GET", "total_count", password=None)
+        self.assertIn("NOAUTH", str(e.exception))
+        self.assertTrue(os.path.isdir(os.path.join(n.data, "appendonlydir")))
+
+    def test_bad_settings_exit_2_with_one_line(self):
+        cases = [
+            ({"REDIS_MODE": "primary"}, "REDIS_MODE must be node or sentinel"),
+            ({"REDIS_MODE": "sentinel"}, "REDIS_MODE=sentinel needs REDIS_HA_PRIMARY"),
+            ({"REDIS_HA_PRIMARY": "redis:port"}, "REDIS_HA_PRIMARY must be host or host:port"),
+            ({"REDIS_LISTEN_PORT": "70000"}, "REDIS_LISTEN_PORT must be a port"),
+            ({"REDIS_PASSWORD_FILE": os.path.join(self.dir, "absent")}, "missing secret"),
+        ]
+        for env, words in cases:
+            with self.subTest(env=env):
+                p = ImageProc(self, "bad", free_port(), env)
+                r = subprocess.run(p.argv, env=p.env, cwd=self.dir, capture_output=True, text=True, timeout=20)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertIn(words, r.stderr)
