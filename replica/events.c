@@ -174,13 +174,24 @@ static void drop(struct events_conn *c)
         shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
 
+/* Whether some client of @p w may take a replicas event now: only then is the /replicas JSON
+ * built (at most EVENTS_REPLICAS_EVERY_MS apart per client, while ticks are far closer). */
+static int replicas_due(const struct worker *w, int64_t now)
+{
+    for (const struct events_conn *c = w->events; c != NULL; c = c->next)
+        if (!c->in_flight && (!c->greeted || now - c->replicas_sent_ms >= EVENTS_REPLICAS_EVERY_MS))
+            return 1;
+    return 0;
+}
+
 void events_tick(struct worker *w, int64_t now)
 {
     if (w->events == NULL)
         return;
     int stopping = atomic_load(&g_replica.stopping);
     size_t rlen = 0;
-    char *replicas = tally_presence_json(&g_replica.presence, &rlen);
+    char *replicas =
+        !stopping && replicas_due(w, now) ? tally_presence_json(&g_replica.presence, &rlen) : NULL;
     uint64_t rhash = replicas != NULL ? fnv1a(replicas, rlen) : 0;
     for (struct events_conn *c = w->events, *next; c != NULL; c = next) {
         next = c->next;
