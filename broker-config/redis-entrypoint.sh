@@ -65,10 +65,10 @@ conf=$(mktemp "${TMPDIR:-/tmp}/redis.XXXXXX.conf")
 cat "$etc/redis.conf" >"$conf"
 printf 'requirepass %s\nmasterauth %s\n' "$pw" "$pw" >>"$conf"
 args=(--port "$lport" --bind "$bind" --dir "$data" --daemonize no)
-ask() { # ask host:port command... -> the sentinel's answer, one field per line ("" if none)
+ask() { # ask host:port command... -> the sentinel's answer, one field per line; fails if none
   local s=$1
   shift
-  REDISCLI_AUTH="$pw" timeout 2 redis-cli --no-auth-warning -h "${s%:*}" -p "${s##*:}" "$@" 2>/dev/null || true
+  REDISCLI_AUTH="$pw" timeout 2 redis-cli --no-auth-warning -h "${s%:*}" -p "${s##*:}" "$@" 2>/dev/null
 }
 if [ -n "$primary" ]; then
   cat "$etc/redis-ha.conf" >>"$conf"
@@ -77,7 +77,7 @@ if [ -n "$primary" ]; then
   IFS=, read -r -a sentinels <<<"${REDIS_SENTINELS:-}"
   for _ in 1 2 3; do
     for s in "${sentinels[@]}"; do
-      answer=$(ask "$s" SENTINEL get-master-addr-by-name tally)
+      answer=$(ask "$s" SENTINEL get-master-addr-by-name tally || true)
       if [ "$(printf '%s\n' "$answer" | wc -l)" -eq 2 ] && [ -n "$(printf '%s' "$answer" | head -1)" ]; then
         master=$(printf '%s\n' "$answer" | sed -n 1p) port=$(printf '%s\n' "$answer" | sed -n 2p) by=$s
         break 2
@@ -90,9 +90,10 @@ if [ -n "$primary" ]; then
     echo "redis: no sentinel answered; $primary_host:$primary_port is the first master"
     master=$primary_host port=$primary_port
   elif [ "$master:$port" = "$me:$lport" ] && [ ! -d "$data/appendonlydir" ]; then
-    if [ -n "$(ask "$by" SENTINEL replicas tally)" ]; then
-      echo "redis: the sentinels name $me master, but its data is gone and they know replicas;" \
-        "not starting (they promote one of those)" >&2
+    # an unanswered question counts as "replicas known": starting empty is the one risky choice
+    if ! known=$(ask "$by" SENTINEL replicas tally) || [ -n "$known" ]; then
+      echo "redis: the sentinels name $me master, but its data is gone and they know replicas" \
+        "(or $by did not say); not starting (they promote one of those)" >&2
       sleep 5
       exit 1
     fi
