@@ -27,7 +27,8 @@ from run import wrk  # noqa: E402
 def ha_set(workdir, quorum=2):
     m = harness.Redis(workdir, fsync="everysec").start()
     rs = [harness.Redis(workdir, fsync="everysec", replica_of=m).start() for _ in range(2)]
-    harness.wait_for(lambda: m.replicas_online() == 2, timeout=20, what="both Redis replicas synced")
+    harness.wait_for(lambda: m.replicas_online() == 2 and m.replicas_acking(2), timeout=20,
+                     what="both Redis replicas to confirm writes")
     ss = [harness.Sentinel(workdir, m, quorum=quorum).start() for _ in range(3)]
     for s in ss:
         harness.wait_for(lambda: s.command("SENTINEL", "get-master-addr-by-name", "tally"), timeout=10,

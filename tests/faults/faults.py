@@ -160,7 +160,8 @@ class Cluster:
                 node.argv += guard + (["--protected-mode", "no"] if master_inside else [])
                 self.nodes.append(self.start(node))
             self.nodes.insert(0, self.redis)
-            harness.wait_for(lambda: self.redis.replicas_online() == 2, timeout=20, what="the Redis replicas")
+            harness.wait_for(lambda: self.redis.replicas_online() == 2 and self.redis.replicas_acking(2), timeout=20,
+                             what="the Redis replicas to confirm writes")
             self.sentinels = [self.start(harness.Sentinel(self.dir, self.redis, quorum=2, binds=outside))
                               for _ in range(3)]
             for sn in self.sentinels:

@@ -95,7 +95,9 @@ class RedisImageTest(ClusterTest):
         ss, first, second = self.ha_set()
         wait_for(lambda: first.command("SET", "total_count", "1234") == "OK", what="the master to take a write")
         wait_for(lambda: second.command("GET", "total_count") == "1234", what="the write to reach the replica")
-        wait_for(lambda: ss[0].command("SENTINEL", "replicas", "tally"), what="the sentinels to know the replica")
+        # a sentinel learns the replicas from the master's INFO, which it asks every 10 s
+        wait_for(lambda: all(s.command("SENTINEL", "replicas", "tally") for s in ss), timeout=30,
+                 what="the sentinels to know the replica")
         first.stop()
         shutil.rmtree(first.data)  # the volume is gone; the node comes back empty at once
         os.makedirs(first.data)

@@ -168,7 +168,7 @@ class WaitModeTest(ClusterTest):
         b = self.broker()
         m = self.redis(fsync="everysec")
         r = self.add(Redis(self.dir, fsync="everysec", replica_of=m)).start()
-        wait_for(lambda: m.replicas_online() == 1, what="the replica to sync")
+        wait_for(lambda: m.replicas_acking(1), what="the replica to confirm writes")
         rep = self.add(Replica(self.dir, m, b, "sync", extra_env={"REDIS_WAIT_REPLICAS": "1",
                                                                   "REDIS_WAIT_TIMEOUT_MS": "300"})).start()
         res = load(rep.port, 500)
