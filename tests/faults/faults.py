@@ -444,6 +444,28 @@ def master_killed(c, load, args):
     return 1, "promoted :%d %.1f s after the kill" % (new.port, waited), effect(True, "every replica followed")
 
 
+def master_killed_broker_away(c, load, args):
+    """The broker `kill -9`ed, then the Redis master too: the replicas follow the failover
+    without hearing each other's last totals (the lift knows only each one's own); the
+    broker comes back once counting resumed on the promoted master."""
+    when(load, load.result.acknowledged + 2000)
+    c.broker.kill9()
+    harness.wait_for(lambda: metric_sum(c.replicas, "tally_mqtt_connected") == 0, timeout=5,
+                     what="every replica to see the broker gone")
+    when(load, load.result.acknowledged + 1000)  # counting goes on without the broker
+    old = c.redis
+    old.kill9()
+    new, waited = promotion(c, old)
+    back_as_replica(c, old)
+    followed(c, 1)
+    when(load, load.result.acknowledged + 1000)  # and on the promoted master, still without it
+    fresh = harness.Broker(c.dir, port=c.broker.port)
+    c.restart(c.broker, fresh)
+    c.broker = fresh
+    return 2, "promoted :%d %.1f s after the kill" % (new.port, waited), effect(
+        True, "every replica followed, the broker away")
+
+
 def failover_and_failback(c, load, args):
     """Two failovers in a row: the master killed, a replica promoted, the old one back as a
     replica; then the new master killed as well."""
@@ -590,6 +612,8 @@ SCENARIOS = [
 # modes: async (REDIS_WAIT_REPLICAS=0) and synchronous (REDIS_WAIT_REPLICAS=1).
 PARTITION_ASYNC = ("async replication: the cut-off master acknowledges the writes of the replica beside it "
                    "until min-replicas-max-lag, which the promoted master never got")
+NO_BROKER_ASYNC = ("async replication: the promoted node lacks the old master's last writes, and without the "
+                   "broker each replica lifts it only over its own totals, not over the others'")
 HA_SCENARIOS = []
 for _mode, _ha in (("async", "0"), ("wait1", "1")):
     _in = " (%s)" % ("async" if _ha == "0" else "`REDIS_WAIT_REPLICAS=1`")
@@ -603,6 +627,9 @@ for _mode, _ha in (("async", "0"), ("wait1", "1")):
                  "the master cut off from the sentinels, Redis replicas and other tally replicas for 6 s; one "
                  "tally replica still reaches it" + _in, fsync="everysec", needs_ns=True, ha=_ha, seconds=12,
                  known=PARTITION_ASYNC if _ha == "0" else None),
+        Scenario("sentinel-master-kill9-no-broker-" + _mode, master_killed_broker_away,
+                 "the broker `kill -9`ed, then the master: a failover while no replica hears the others" + _in,
+                 fsync="everysec", ha=_ha, seconds=10, known=NO_BROKER_ASYNC if _ha == "0" else None),
         Scenario("sentinel-killed-" + _mode, sentinel_killed, "one of the three sentinels `kill -9`ed" + _in,
                  fsync="everysec", ha=_ha),
         Scenario("sentinel-failover-failback-" + _mode, failover_and_failback,
@@ -611,7 +638,7 @@ for _mode, _ha in (("async", "0"), ("wait1", "1")):
     ]
 
 
-LINE = ("%-34s attempted %6d  acknowledged %6d  redis +%6d  lost %d  duplicated %d  503 %6d  "
+LINE = ("%-38s attempted %6d  acknowledged %6d  redis +%6d  lost %d  duplicated %d  503 %6d  "
         "longest without 200 %5.2f s (at %4.1f s)  faults %d  %s%s")
 
 

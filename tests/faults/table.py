@@ -8,8 +8,8 @@ figures in docs/operations.md are the ones a run printed, never typed.
     python3 tests/faults/table.py /tmp/faults.log --doc docs/operations.md --block faults-sentinel --match ^sentinel-
 
 With --doc, the text between "<!-- generated: BLOCK -->" and "<!-- end: BLOCK -->" in that
-file is replaced by the table of the scenarios the block already lists (or of every line
-when it is new), and the run's date. Lines that are not scenario lines are ignored."""
+file is replaced by the table of the scenarios the block already lists and of any new one
+the log has, in the order faults.py declares them, and the run's date. Lines that are not scenario lines are ignored."""
 import argparse
 import datetime
 import os
@@ -76,7 +76,9 @@ def main():
     head, rest = text.split(begin, 1)
     old, tail = rest.split(end, 1)
     listed = re.findall(r"^\| `([^`]+)`", old, re.M)
-    names = [x for x in listed if x in found] if listed else list(found)
+    order = [s.name for s in faults.SCENARIOS + faults.HA_SCENARIOS]
+    names = sorted([x for x in listed if x in found] + [x for x in found if x not in listed],
+                   key=lambda x: order.index(x) if x in order else len(order))
     missing = [x for x in listed if x not in found]
     if missing:
         sys.exit("table: the log has no line for %s" % ", ".join(missing))

@@ -4,6 +4,9 @@
 # this node a swarm manager if it is not one, builds the images, validates stack.yml and
 # docker-compose.yml, deploys the stack, runs tests/swarm/check.py through the load
 # balancer, and removes everything it created at the end, even on failure.
+# For diagnosis: TALLY_SWARM_LOGS=DIR keeps every service's whole log there on failure;
+# TALLY_SWARM_CHECK_ARGS passes options to check.py (e.g. "--redis-only --redis-rounds 6"
+# repeats the Redis fault phases, printing every M answered twice and when).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -19,6 +22,13 @@ cleanup() {
   set +e
   log "cleaning up"
   if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
+    if [ $rc -ne 0 ] && [ -n "${TALLY_SWARM_LOGS:-}" ]; then # every service's whole log, kept for diagnosis
+      mkdir -p "$TALLY_SWARM_LOGS"
+      for s in $(docker stack services --format '{{.Name}}' "$stack" 2>/dev/null); do
+        docker service logs --timestamps "$s" >"$TALLY_SWARM_LOGS/$s.log" 2>&1
+      done
+      log "service logs kept in $TALLY_SWARM_LOGS"
+    fi
     if [ $rc -ne 0 ]; then
       for s in $(docker stack services -q "$stack" 2>/dev/null); do
         docker service ps --no-trunc "$s" 2>/dev/null | head -5
@@ -124,6 +134,6 @@ healthy_sentinels || { log "the three sentinels did not become healthy"; exit 1;
 log "three sentinels healthy, no Redis node yet; starting the nodes"
 docker service scale "${stack}_redis=1" "${stack}_redis-2=1" "${stack}_redis-3=1" >/dev/null 2>&1
 python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
-  --watch-port "$TALLY_WATCH_PORT" --watcher-options "$work/broker/watcher"
+  --watch-port "$TALLY_WATCH_PORT" --watcher-options "$work/broker/watcher" ${TALLY_SWARM_CHECK_ARGS:-}
 log "passed in $((SECONDS - t0)) s"
 echo "1 passed, 0 failed"
