@@ -122,13 +122,7 @@ class Redis(Proc):
 
     def command(self, *args, timeout=5):
         """One command over a fresh connection (RESP); returns str/int/None or raises on error."""
-        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
-            f = s.makefile("rb")
-            if self.password:
-                s.sendall(_resp(["AUTH", self.password]))
-                _read_resp(f)
-            s.sendall(_resp([str(a) for a in args]))
-            return _read_resp(f)
+        return resp_session(self.host, self.port, self.password, args, timeout=timeout)[0]
 
     def replicas_online(self):
         """How many replicas the master lists as online (synced)."""
@@ -138,15 +132,7 @@ class Redis(Proc):
         """Whether `n` replicas confirm a write (WAIT on the connection that made it), as
         synchronous mode needs. Online is not enough: measured here, a replica fresh from a full
         sync sometimes confirms nothing for about 0.9 s, until its first periodic ACK."""
-        with socket.create_connection((self.host, self.port), timeout=5) as s:
-            f = s.makefile("rb")
-            if self.password:
-                s.sendall(_resp(["AUTH", self.password]))
-                _read_resp(f)
-            s.sendall(_resp(["SET", "harness:probe", "1"]))
-            _read_resp(f)
-            s.sendall(_resp(["WAIT", str(n), "100"]))
-            return _read_resp(f) >= n
+        return resp_session(self.host, self.port, self.password, ("SET", "harness:probe", 1), ("WAIT", n, 100))[1] >= n
 
     def total(self):
         v = self.command("GET", "total_count")
@@ -179,10 +165,7 @@ class Sentinel(Proc):
         return self
 
     def command(self, *args, timeout=5):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            f = s.makefile("rb")
-            s.sendall(_resp([str(a) for a in args]))
-            return _read_resp(f)
+        return resp_session("127.0.0.1", self.port, None, args, timeout=timeout)[0]
 
     def master(self):
         host, port = self.command("SENTINEL", "get-master-addr-by-name", self.master_name)
@@ -190,6 +173,21 @@ class Sentinel(Proc):
 
     def addr(self):
         return "127.0.0.1:%d" % self.port
+
+
+def resp_session(host, port, password, *commands, timeout=5):
+    """Commands in turn on one fresh connection, after AUTH if `password`; their replies
+    (str/int/None/list; an error reply raises RuntimeError)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        f = s.makefile("rb")
+        if password:
+            s.sendall(_resp(["AUTH", password]))
+            _read_resp(f)
+        out = []
+        for cmd in commands:
+            s.sendall(_resp([str(a) for a in cmd]))
+            out.append(_read_resp(f))
+        return out
 
 
 def _resp(args):

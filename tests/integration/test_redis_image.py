@@ -5,10 +5,9 @@ entrypoint's REDIS_LISTEN_PORT, REDIS_BIND, REDIS_DATA_DIR and TALLY_CONF_DIR pu
 a free loopback port with its own data directory."""
 import os
 import shutil
-import socket
 import subprocess
 
-from harness import ClusterTest, Proc, _read_resp, _resp, free_port, wait_for
+from harness import ClusterTest, Proc, free_port, resp_session, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ENTRYPOINT = os.path.join(ROOT, "broker-config", "redis-entrypoint.sh")
@@ -29,13 +28,7 @@ class ImageProc(Proc):
         super().__init__(name, ["bash", ENTRYPOINT], test.dir, env=base)
 
     def command(self, *args, password=PASSWORD, timeout=5):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            f = s.makefile("rb")
-            if password:
-                s.sendall(_resp(["AUTH", password]))
-                _read_resp(f)
-            s.sendall(_resp([str(a) for a in args]))
-            return _read_resp(f)
+        return resp_session("127.0.0.1", self.port, password, args, timeout=timeout)[0]
 
     def answers(self):
         try:
