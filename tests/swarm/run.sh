@@ -92,6 +92,10 @@ fi
 docker-compose -f "$root/docker-compose.yml" config -q
 docker-compose -f "$root/docker-compose.yml" -f "$root/monitoring/compose.yml" config -q
 docker-compose -f "$root/stack.yml" -f "$root/monitoring/stack.yml" config -q
+for f in stack.yml docker-compose.yml; do # the synchronous mode's switch reaches the replicas
+  TALLY_REDIS_WAIT_REPLICAS=1 docker-compose -f "$root/$f" config | grep -Eq "REDIS_WAIT_REPLICAS: ['\"]?1['\"]?$" ||
+    { log "$f: TALLY_REDIS_WAIT_REPLICAS=1 does not reach the replicas' REDIS_WAIT_REPLICAS"; exit 1; }
+done
 
 # docker-compose.yml on this host: up, three instances answer through HAProxy, down.
 log "docker-compose up (project ${stack}c)"
