@@ -428,6 +428,14 @@ def main():
     wait_for(lambda: replica_totals() and all(t == total for t in replica_totals()), timeout=60, interval=1,
              what="every replica's cached total to converge on Redis's (the broker came back)")
     step("every replica's cached total converged on %d" % total)
+    # The mode the stack was deployed in (TALLY_REDIS_WAIT_REPLICAS) is the one the replicas ran.
+    waits = sum(v or 0 for v in replica_metric("tally_redis_waits_total"))
+    synchronous = int(os.environ.get("TALLY_REDIS_WAIT_REPLICAS") or 0) > 0
+    assert (waits > 0) == synchronous, "TALLY_REDIS_WAIT_REPLICAS=%s, yet the replicas sent %d WAITs" % (
+        os.environ.get("TALLY_REDIS_WAIT_REPLICAS"), waits)
+    step("Redis mode: %s (%d WAITs sent by the replicas running now)" % (
+        "synchronous, REDIS_WAIT_REPLICAS=%s" % os.environ["TALLY_REDIS_WAIT_REPLICAS"] if synchronous else "async",
+        waits))
 
     rows = wait_for(lambda: [r for r in [replicas()] if len({x["id"] for x in r}) >= 6
                              and len([x for x in r if x["state"] == "online"]) == 2],
