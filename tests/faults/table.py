@@ -8,8 +8,9 @@ figures in docs/operations.md are the ones a run printed, never typed.
     python3 tests/faults/table.py /tmp/faults.log --doc docs/operations.md --block faults-sentinel --match ^sentinel-
 
 With --doc, the text between "<!-- generated: BLOCK -->" and "<!-- end: BLOCK -->" in that
-file is replaced by the table of the scenarios the block already lists and of any new one
-the log has, in the order faults.py declares them, and the run's date. Lines that are not scenario lines are ignored."""
+file is replaced by the table of every scenario the log has (each one the block lists must be
+there), in the order faults.py declares them, and the run's date. Lines that are not
+scenario lines are ignored."""
 import argparse
 import datetime
 import os
@@ -77,8 +78,7 @@ def main():
     old, tail = rest.split(end, 1)
     listed = re.findall(r"^\| `([^`]+)`", old, re.M)
     order = [s.name for s in faults.SCENARIOS + faults.HA_SCENARIOS]
-    names = sorted([x for x in listed if x in found] + [x for x in found if x not in listed],
-                   key=lambda x: order.index(x) if x in order else len(order))
+    names = sorted(found, key=lambda x: order.index(x) if x in order else len(order))
     missing = [x for x in listed if x not in found]
     if missing:
         sys.exit("table: the log has no line for %s" % ", ".join(missing))
