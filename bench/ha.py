@@ -111,7 +111,15 @@ def failovers(args, workdir):
             t.start()
             time.sleep(0.5)
             victim.kill9()
-            harness.wait_for(lambda: ss[0].master()[1] != port, timeout=30, interval=0.05, what="a promotion")
+            try:
+                harness.wait_for(lambda: ss[0].master()[1] != port, timeout=30, interval=0.05, what="a promotion")
+            except AssertionError:  # what each sentinel decided, and when, for the note
+                for sn in ss:
+                    events = [ln for ln in sn.output().splitlines() if any(
+                        k in ln for k in ("tilt", "sdown", "odown", "try-failover", "elected", "promoted",
+                                          "switch-master", "abort"))]
+                    print("--- %s:\n%s" % (sn.name, "\n".join(events[-12:])), file=sys.stderr, flush=True)
+                raise
             harness.wait_for(lambda: time.monotonic() - last_ok[0] < 0.1, timeout=30, what="counting again")
             time.sleep(0.3)
             stop.set()
