@@ -1,5 +1,6 @@
 #include "http_listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <errno.h>
@@ -16,18 +17,32 @@ struct conn {
     tally_http_listener_t *listener;
 };
 
+void tally_http_config_init(h2o_globalconf_t *conf, const char *server_name)
+{
+    h2o_config_init(conf);
+    conf->server_name = h2o_iovec_init(server_name, strlen(server_name));
+    conf->max_request_entity_size = 0;
+    conf->http1.upgrade_to_http2 = 0;
+    conf->http2.max_concurrent_requests_per_connection = TALLY_HTTP2_MAX_STREAMS;
+}
+
+static void accept_one(tally_http_listener_t *l);
+
 static void on_conn_close(uv_handle_t *handle)
 {
     struct conn *c = (struct conn *)handle;
-    c->listener->conns--;
+    tally_http_listener_t *l = c->listener;
+    atomic_fetch_sub_explicit(&l->conns, 1, memory_order_relaxed);
     free(c);
+    if (l->held && l->open) { /* a slot is free: the connection libuv holds takes it */
+        l->held = 0;
+        accept_one(l);
+    }
 }
 
-static void on_accept(uv_stream_t *server, int status)
+static void accept_one(tally_http_listener_t *l)
 {
-    tally_http_listener_t *l = server->data;
-    if (status != 0)
-        return;
+    uv_stream_t *server = (uv_stream_t *)&l->tcp;
     struct conn *c = malloc(sizeof(*c));
     if (c == NULL)
         return;
@@ -38,16 +53,35 @@ static void on_accept(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     c->listener = l;
-    l->conns++;
+    atomic_fetch_add_explicit(&l->conns, 1, memory_order_relaxed);
     h2o_accept(l->accept_ctx, h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close));
 }
 
+static void on_accept(uv_stream_t *server, int status)
+{
+    tally_http_listener_t *l = server->data;
+    if (status != 0)
+        return;
+    if (l->max_conns != 0 && atomic_load_explicit(&l->conns, memory_order_relaxed) >= l->max_conns) {
+        /* At the cap: not taking the connection makes libuv keep it and stop watching the
+         * listening socket until uv_accept (on_conn_close calls it); the rest wait in the
+         * kernel's backlog. */
+        l->held = 1;
+        atomic_fetch_add_explicit(&l->cap_reached, 1, memory_order_relaxed);
+        return;
+    }
+    accept_one(l);
+}
+
 int tally_http_listen(tally_http_listener_t *l, uv_loop_t *loop, const char *host, int port, int reuseport,
-                      h2o_accept_ctx_t *accept_ctx)
+                      size_t max_conns, h2o_accept_ctx_t *accept_ctx)
 {
     struct addrinfo hints = {0}, *res = NULL;
     char portstr[8];
     memset(l, 0, sizeof(*l));
+    atomic_init(&l->conns, 0);
+    atomic_init(&l->cap_reached, 0);
+    l->max_conns = max_conns;
     l->accept_ctx = accept_ctx;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -81,6 +115,20 @@ int tally_http_listen(tally_http_listener_t *l, uv_loop_t *loop, const char *hos
     l->tcp.data = l;
     l->open = 1;
     return TALLY_OK;
+}
+
+void tally_http_listeners_metrics(struct tally_metrics_buf *m, tally_http_listener_t *const *ls, int n)
+{
+    double open = 0, reached = 0;
+    for (int i = 0; i < n; i++) {
+        open += (double)atomic_load_explicit(&ls[i]->conns, memory_order_relaxed);
+        reached += (double)atomic_load_explicit(&ls[i]->cap_reached, memory_order_relaxed);
+    }
+    tally_metrics_add(m, "tally_http_connections", "gauge", "Open HTTP connections.", open);
+    tally_metrics_add(m, "tally_http_connection_cap_reached_total", "counter",
+                      "Times the HTTP port stopped accepting at MAX_CONNECTIONS (new connections waited in "
+                      "the kernel's backlog until one closed).",
+                      reached);
 }
 
 void tally_http_unlisten(tally_http_listener_t *l)

@@ -33,6 +33,15 @@
             "password of the sentinels (AUTH)", NULL                                                         \
     }
 
+/** MAX_CONNECTIONS (field max_connections): the HTTP port's cap on open connections. */
+#define TALLY_OPTS_MAX_CONNECTIONS(OPT)                                                                      \
+    {                                                                                                        \
+        "MAX_CONNECTIONS", TALLY_OPT_INT, OPT(max_connections), 1, 1000000, "1024",                          \
+            "most HTTP connections open at once in this process (shared evenly by its threads); at the cap " \
+            "it stops accepting until one closes, and new connections wait in the kernel's backlog",         \
+            NULL                                                                                             \
+    }
+
 /** CLUSTER_SECRET (field cluster_secret). */
 #define TALLY_OPTS_CLUSTER_SECRET(OPT)                                                                       \
     {                                                                                                        \

@@ -55,6 +55,8 @@ static void metrics(h2o_req_t *req)
                       (double)atomic_load(&g_pub.redis.not_master));
     tally_redis_link_t *link = &g_pub.redis;
     tally_redis_links_metrics(&m, &link, 1);
+    tally_http_listener_t *listener = &g_pub.listener;
+    tally_http_listeners_metrics(&m, &listener, 1);
     tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
                       atomic_load(&g_pub.mqtt.connected));
     tally_metrics_add(&m, "tally_publisher_statuses_cleared_total", "counter",
@@ -102,8 +104,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 int publisher_http_start(void)
 {
-    h2o_config_init(&g_pub.hconf);
-    g_pub.hconf.server_name = h2o_iovec_init(H2O_STRLIT("tally-publisher"));
+    tally_http_config_init(&g_pub.hconf, "tally-publisher");
     h2o_hostconf_t *host =
         h2o_config_register_host(&g_pub.hconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -112,5 +113,5 @@ int publisher_http_start(void)
     g_pub.accept_ctx.ctx = &g_pub.ctx;
     g_pub.accept_ctx.hosts = g_pub.hconf.hosts;
     return tally_http_listen(&g_pub.listener, &g_pub.loop, g_pub.cfg.http_host, g_pub.cfg.http_port, 0,
-                             &g_pub.accept_ctx);
+                             (size_t)g_pub.cfg.max_connections, &g_pub.accept_ctx);
 }

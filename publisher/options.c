@@ -14,6 +14,7 @@ const tally_opt_t publisher_options[] = {
      tally_check_host},
     {"HTTP_PORT", TALLY_OPT_INT, OPT(http_port), 1, 65535, "9100", "port of /healthz, /readyz, /metrics",
      NULL},
+    TALLY_OPTS_MAX_CONNECTIONS(OPT),
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},

@@ -22,6 +22,7 @@ struct publisher_config {
     char instance_id[65];
     char http_host[256];
     int http_port;
+    int max_connections;
     char redis_host[256];
     int redis_port;
     char redis_password[512];

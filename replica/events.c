@@ -6,7 +6,10 @@
  * is (the client does not read), the connection is skipped, so a slow client costs one
  * buffer and no time of the loop or of the counting path. A client that has not taken a
  * write for EVENTS_STALL_MS is dropped (its socket shut down: h2o then closes it the usual
- * way). Events never count: /events only reads the cache and the presence table. */
+ * way). A stream is ended after EVENTS_MAX_LIFETIME_S (less up to a tenth, so streams opened
+ * together do not end together): EventSource reconnects by itself, and no client holds one of
+ * the EVENTS_MAX_CLIENTS slots for ever. Events never count: /events only reads the cache and
+ * the presence table. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,7 @@ struct events_conn {
     int64_t last_write_ms;    /* the heartbeat's clock */
     int64_t total_sent_ms;    /* the last total event */
     int64_t replicas_sent_ms; /* the last replicas event */
+    int64_t end_ms;           /* EVENTS_MAX_LIFETIME_S: the stream ends once this has passed (0: never) */
     char total_sent[1200];    /* what the last total event said (without age) */
     uint64_t replicas_hash;   /* FNV-1a of the last replicas JSON sent */
     int greeted;              /* retry: and the first events went out */
@@ -205,8 +209,11 @@ void events_tick(struct worker *w, int64_t now)
             }
             continue;
         }
-        if (stopping) { /* the drain: end the stream so the connection can close */
+        int expired = c->end_ms != 0 && now >= c->end_ms;
+        if (stopping || expired) { /* the drain or its lifetime: end the stream (the client may reconnect) */
             h2o_req_t *req = c->req;
+            if (expired)
+                atomic_fetch_add(&g_replica.events_expired, 1);
             unlink_conn(c); /* h2o forgets the generator with the final send: no on_stop */
             h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
             continue;
@@ -243,6 +250,12 @@ void events_handle(struct worker *w, h2o_req_t *req, int head)
     if (w->events != NULL)
         w->events->prev = c;
     w->events = c;
+    int64_t now = tally_now_ms();
+    if (g_replica.cfg.events_max_lifetime_s > 0) {
+        int64_t life = (int64_t)g_replica.cfg.events_max_lifetime_s * 1000;
+        uint64_t spread = fnv1a((const char *)&c, sizeof(c)) ^ (uint64_t)now;
+        c->end_ms = now + life - (int64_t)(spread % (uint64_t)(life / 10 + 1));
+    }
     atomic_fetch_add_explicit(&g_replica.stats.responses[RS_200], 1, memory_order_relaxed);
     req->res.status = 200;
     req->res.reason = "OK";
@@ -253,7 +266,6 @@ void events_handle(struct worker *w, h2o_req_t *req, int head)
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
                           H2O_STRLIT("no"));
     h2o_start_response(req, &c->gen);
-    int64_t now = tally_now_ms();
     size_t rlen = 0;
     char *replicas = tally_presence_json(&g_replica.presence, &rlen);
     compose(c, now, replicas, rlen, replicas != NULL ? fnv1a(replicas, rlen) : 0);

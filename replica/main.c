@@ -144,8 +144,7 @@ int main(int argc, char **argv)
     claim_init();
 
     static h2o_globalconf_t hconf;
-    h2o_config_init(&hconf);
-    hconf.server_name = h2o_iovec_init(H2O_STRLIT("tally"));
+    tally_http_config_init(&hconf, "tally");
     h2o_hostconf_t *host = h2o_config_register_host(&hconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));

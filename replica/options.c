@@ -18,6 +18,7 @@ const tally_opt_t replica_options[] = {
      "when another live process holds INSTANCE_ID, wait this long for it to exit before refusing to start "
      "(a start-first rolling update reuses the ids of the tasks it replaces)",
      NULL},
+    TALLY_OPTS_MAX_CONNECTIONS(OPT),
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
@@ -59,6 +60,10 @@ const tally_opt_t replica_options[] = {
      "on SIGTERM, how long to wait for requests in flight", NULL},
     {"EVENTS_MAX_CLIENTS", TALLY_OPT_INT, OPT(events_max_clients), 0, 100000, "256",
      "most GET /events streams open at once on this replica; beyond: 503 (0: /events always 503)", NULL},
+    {"EVENTS_MAX_LIFETIME_S", TALLY_OPT_INT, OPT(events_max_lifetime_s), 0, 86400, "300",
+     "a GET /events stream is ended after this long (less up to a tenth, so streams opened together do "
+     "not end together); the browser's EventSource reconnects by itself (0: never)",
+     NULL},
     {"SHUTDOWN_DELAY_MS", TALLY_OPT_INT, OPT(shutdown_delay_ms), 0, 600000, "0",
      "on SIGTERM, answer /readyz 503 for this long before draining, so a load balancer's health checks take "
      "the replica out first (set it above their interval x fall count)",

@@ -26,6 +26,7 @@
 struct replica_config {
     char service_host[256];
     int service_port;
+    int max_connections;
     char instance_id[65];
     int instance_id_wait_ms;
     char redis_host[256];
@@ -50,6 +51,7 @@ struct replica_config {
     int shutdown_timeout_ms;
     int shutdown_delay_ms;
     int events_max_clients;
+    int events_max_lifetime_s;
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
 };
@@ -107,6 +109,7 @@ struct replica {
     atomic_int events_clients;    /* open GET /events streams (EVENTS_MAX_CLIENTS) */
     atomic_ullong events_refused; /* GET /events answered 503: the cap was reached */
     atomic_ullong events_dropped; /* event clients dropped for not reading */
+    atomic_ullong events_expired; /* event streams ended at EVENTS_MAX_LIFETIME_S */
     int mqtt_started;             /* the MQTT link runs (it starts once INSTANCE_ID is claimed) */
     int exit_code;
 };

@@ -209,6 +209,10 @@ static void handle_metrics(h2o_req_t *req)
     for (int i = 0; i < g_replica.nworkers; i++)
         links[i] = &g_replica.workers[i].redis;
     tally_redis_links_metrics(&m, links, g_replica.nworkers);
+    tally_http_listener_t *listeners[64];
+    for (int i = 0; i < g_replica.nworkers; i++)
+        listeners[i] = &g_replica.workers[i].listener;
+    tally_http_listeners_metrics(&m, listeners, g_replica.nworkers);
     tally_metrics_add(&m, "tally_redis_connected", "gauge",
                       "Worker threads with a live, seeded Redis connection.",
                       (double)atomic_load(&g_replica.redis_ready));
@@ -248,6 +252,9 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_events_dropped_total", "counter",
                       "Event clients dropped because they took no write for 10 s.",
                       LOAD(g_replica.events_dropped));
+    tally_metrics_add(&m, "tally_events_expired_total", "counter",
+                      "Event streams ended after EVENTS_MAX_LIFETIME_S (the client reconnects).",
+                      LOAD(g_replica.events_expired));
     tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", (double)replica_is_ready());
     tally_metrics_add(&m, "tally_start_time_seconds", "gauge",
                       "Start time of the process since the Unix epoch.",

@@ -128,8 +128,11 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     h2o_context_init(&w->ctx, &w->loop, hconf);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = hconf->hosts;
+    /* MAX_CONNECTIONS is the process's: each thread's listener takes its share. */
+    int n = g_replica.cfg.threads;
+    size_t share = (size_t)((g_replica.cfg.max_connections + n - 1) / n);
     if (tally_http_listen(&w->listener, &w->loop, g_replica.cfg.service_host, g_replica.cfg.service_port, 1,
-                          &w->accept_ctx) != TALLY_OK)
+                          share, &w->accept_ctx) != TALLY_OK)
         return TALLY_ERR;
 
     uv_check_init(&w->loop, &w->flush);

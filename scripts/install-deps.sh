@@ -11,7 +11,7 @@ want=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libp
 for what in "$@"; do
   case "$what" in
     run) ;;
-    test) want+=(python3 valgrind clang-format clang libclang-rt-14-dev iproute2 chromium prometheus) ;;
+    test) want+=(python3 valgrind clang-format clang libclang-rt-14-dev iproute2 chromium prometheus haproxy) ;;
     bench) want+=(wrk nginx-light python3) ;;
     *) echo "install-deps.sh: unknown set '$what' (run, test, bench)" >&2; exit 2 ;;
   esac

@@ -96,6 +96,14 @@ class Proc:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def rss_kib(self):
+        """Resident memory of the process now (VmRSS), in KiB."""
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise KeyError("VmRSS")
+
 
 class Redis(Proc):
     def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None, host="127.0.0.1",
