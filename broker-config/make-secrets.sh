@@ -10,11 +10,12 @@
 #                                       on a command line:
 #                                       XDG_CONFIG_HOME=OUTDIR/watcher mosquitto_sub -h H -p 1884 -t total_count
 #   OUTDIR/secrets/<name>.txt          (one secret per file, for *_FILE: the Redis and MQTT
-#                                       passwords and cluster-secret.txt, the CLUSTER_SECRET
-#                                       that signs totals and statuses; the folder mode 700,
+#                                       passwords, cluster-secret.txt, the CLUSTER_SECRET
+#                                       that signs totals and statuses, and lb-stats.txt, the
+#                                       password of HAProxy's stats page; the folder mode 700,
 #                                       the files 600)
 # Secrets come from the environment (REDIS_PASSWORD, MQTT_REPLICA_PASSWORD,
-# MQTT_PUBLISHER_PASSWORD, MQTT_WATCHER_PASSWORD, CLUSTER_SECRET, or the same names with
+# MQTT_PUBLISHER_PASSWORD, MQTT_WATCHER_PASSWORD, CLUSTER_SECRET, LB_STATS_PASSWORD, or the same names with
 # _FILE), else from OUTDIR/secrets/ if a previous run made them, else they are generated at
 # random.
 #
@@ -69,6 +70,7 @@ replica_pw=$(secret mqtt-replica MQTT_REPLICA_PASSWORD)
 publisher_pw=$(secret mqtt-publisher MQTT_PUBLISHER_PASSWORD)
 watcher_pw=$(secret mqtt-watcher MQTT_WATCHER_PASSWORD)
 cluster_secret=$(secret cluster-secret CLUSTER_SECRET 48)
+secret lb-stats LB_STATS_PASSWORD >/dev/null  # the edge's stats page (docker/lb-entrypoint.sh)
 [ ${#cluster_secret} -ge 16 ] || { echo "make-secrets.sh: CLUSTER_SECRET must be at least 16 characters" >&2; exit 2; }
 
 # Plain user:password lines, then hashed in place (no password on a command line).

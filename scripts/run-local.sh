@@ -3,7 +3,9 @@
 #   scripts/run-local.sh [replicas]      (default 3)
 #   scripts/run-local.sh --ha [replicas] Redis HA: a master, two Redis replicas and three
 #                                        sentinels (SENTINEL_PORT 26379..26381); replicas
-#                                        and publishers find the master through them
+#                                        and publishers find the master through them;
+#                                        synchronous (REDIS_WAIT_REPLICAS=1) unless the
+#                                        environment says REDIS_WAIT_REPLICAS=0
 # Installs missing Debian packages, builds, makes credentials (broker-config/make-secrets.sh),
 # starts redis-server (AOF on, password) and mosquitto with the production configuration
 # in broker-config/, two publishers (one leads), then the replicas, all sharing one HTTP
@@ -118,7 +120,9 @@ if [ -n "$ha" ]; then
     servers+=($!)
     sentinels="$sentinels${sentinels:+,}127.0.0.1:$p"
   done
-  redis_env=(REDIS_SENTINELS="$sentinels")
+  # Synchronous by default, as in compose and stack: a batch is answered once a Redis
+  # replica holds it too (REDIS_WAIT_REPLICAS=0 in the environment opts into async).
+  redis_env=(REDIS_SENTINELS="$sentinels" REDIS_WAIT_REPLICAS="${REDIS_WAIT_REPLICAS:-1}")
 fi
 mosquitto -c "$run/broker/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
 servers+=($!)

@@ -430,11 +430,12 @@ def main():
     step("every replica's cached total converged on %d" % total)
     # The mode the stack was deployed in (TALLY_REDIS_WAIT_REPLICAS) is the one the replicas ran.
     waits = sum(v or 0 for v in replica_metric("tally_redis_waits_total"))
-    synchronous = int(os.environ.get("TALLY_REDIS_WAIT_REPLICAS") or 0) > 0
+    mode = os.environ.get("TALLY_REDIS_WAIT_REPLICAS") or "1"  # the shipped files' default
+    synchronous = int(mode) > 0
     assert (waits > 0) == synchronous, "TALLY_REDIS_WAIT_REPLICAS=%s, yet the replicas sent %d WAITs" % (
-        os.environ.get("TALLY_REDIS_WAIT_REPLICAS"), waits)
+        mode, waits)
     step("Redis mode: %s (%d WAITs sent by the replicas running now)" % (
-        "synchronous, REDIS_WAIT_REPLICAS=%s" % os.environ["TALLY_REDIS_WAIT_REPLICAS"] if synchronous else "async",
+        "synchronous, REDIS_WAIT_REPLICAS=%s" % mode if synchronous else "async",
         waits))
 
     rows = wait_for(lambda: [r for r in [replicas()] if len({x["id"] for x in r}) >= 6

@@ -92,9 +92,11 @@ fi
 docker-compose -f "$root/docker-compose.yml" config -q
 docker-compose -f "$root/docker-compose.yml" -f "$root/monitoring/compose.yml" config -q
 docker-compose -f "$root/stack.yml" -f "$root/monitoring/stack.yml" config -q
-for f in stack.yml docker-compose.yml; do # the synchronous mode's switch reaches the replicas
-  TALLY_REDIS_WAIT_REPLICAS=1 docker-compose -f "$root/$f" config | grep -Eq "REDIS_WAIT_REPLICAS: ['\"]?1['\"]?$" ||
-    { log "$f: TALLY_REDIS_WAIT_REPLICAS=1 does not reach the replicas' REDIS_WAIT_REPLICAS"; exit 1; }
+for f in stack.yml docker-compose.yml; do # synchronous by default; the async opt-in reaches the replicas
+  env -u TALLY_REDIS_WAIT_REPLICAS docker-compose -f "$root/$f" config | grep -Eq "REDIS_WAIT_REPLICAS: ['\"]?1['\"]?$" ||
+    { log "$f: the replicas' REDIS_WAIT_REPLICAS is not 1 by default"; exit 1; }
+  TALLY_REDIS_WAIT_REPLICAS=0 docker-compose -f "$root/$f" config | grep -Eq "REDIS_WAIT_REPLICAS: ['\"]?0['\"]?$" ||
+    { log "$f: TALLY_REDIS_WAIT_REPLICAS=0 does not reach the replicas' REDIS_WAIT_REPLICAS"; exit 1; }
 done
 
 # docker-compose.yml on this host: up, three instances answer through HAProxy, down.
@@ -116,7 +118,11 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TALLY_HTTP_PORT
 [ "$code" = 404 ] || { log "compose: the edge served /metrics ($code)"; exit 1; }
 stats=$(docker-compose -p "${stack}c" -f "$root/docker-compose.yml" port lb 8404)
 case "$stats" in 127.0.0.1:*) ;; *) log "compose: HAProxy stats published on $stats, not loopback"; exit 1 ;; esac
-log "compose: /metrics is 404 at the edge, HAProxy stats on $stats only"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$stats/")
+[ "$code" = 401 ] || { log "compose: HAProxy stats answered $code without the password"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "tally:$(cat "$work/broker/secrets/lb-stats.txt")" "http://$stats/")
+[ "$code" = 200 ] || { log "compose: HAProxy stats answered $code with the password"; exit 1; }
+log "compose: /metrics is 404 at the edge, HAProxy stats on $stats only, behind its password"
 docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
 compose_up=""
 

@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""Attack suite: what an outsider can send, tried against the shipped edge while a
+legitimate client counts through it. Real parts: HAProxy from Debian with the shipped
+docker/haproxy.cfg (only its Docker resolvers swapped for the loopback replicas and its
+binds for loopback ports), two replicas, redis-server, mosquitto with the production
+configuration of broker-config/. The legitimate client speaks from 127.0.0.1, the attacker
+from 127.0.0.2 (and a bystander, a second legitimate source, from 127.0.0.3).
+
+Each attack prints one line of figures for the legitimate load during it (attempted,
+acknowledged, Redis delta, lost, duplicated, 503s, longest time without a 200) and the
+attack's own figures; the exit code is 1 if any check failed.
+
+    TALLY_REPLICA=build/replica/tally-replica TALLY_PUBLISHER=build/publisher/tally-publisher \\
+        python3 tests/attacks/attacks.py [attack ...]
+    python3 tests/attacks/attacks.py --root OLD_CHECKOUT --report   # "before" figures
+
+--root takes the edge configuration and the binaries (OLD/build/...) from another checkout,
+--report prints the figures without failing: together they measure what today's code does.
+"""
+import argparse
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness  # noqa: E402
+
+LEGIT, BYSTANDER = "127.0.0.1", "127.0.0.3"
+ATTACKER = "127.0.0.2"  # each attack speaks from its own address: 127.0.0.2, .4, .5, ...
+RSS_BOUND_KIB = 8 * 1024  # a replica's RSS may grow by at most this during an attack
+
+
+def render_edge(cfg_text, edge_port, stats_port, replicas):
+    """The shipped haproxy.cfg with Docker's resolvers replaced by static loopback servers
+    and the binds moved to loopback ports; every other line as shipped."""
+    out = re.sub(r"\nresolvers docker\n(?:    .*\n)+", "\n", cfg_text)
+    out = out.replace(" resolvers docker init-addr none", "")
+    servers = "".join("    server replica%d 127.0.0.1:%d\n" % (i + 1, r.port) for i, r in enumerate(replicas))
+    out = re.sub(r"    server-template .*\n", servers, out)
+    out = out.replace("bind :8080", "bind 127.0.0.1:%d" % edge_port).replace("bind :8404", "bind 127.0.0.1:%d" % stats_port)
+    assert "resolvers" not in out and "server-template" not in out, "the edge configuration changed shape"
+    return out
+
+
+def connect(port, source, timeout=5.0):
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def exchange(port, data, source=None, timeout=3.0):
+    """Sends `data` from `source` (default: the attacker); returns what came back before a
+    close or `timeout`."""
+    try:
+        s = connect(port, source or ATTACKER, timeout)
+    except OSError:
+        return b""
+    with s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        out, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                d = s.recv(65536)
+            except (socket.timeout, OSError):
+                break
+            if not d:
+                break
+            out += d
+        return out
+
+
+def status_of(raw):
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    return int(m.group(1)) if m else None
+
+
+class Load:
+    """The legitimate client: one keep-alive connection from 127.0.0.1 through the edge,
+    GET / one at a time at `rate` a second; a connection error opens a new connection."""
+
+    def __init__(self, port, rate=100, source=LEGIT):
+        self.port, self.interval, self.source = port, 1.0 / rate, source
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.cond = threading.Condition()
+        self.held = self.busy = False  # held: no new request; busy: one is in flight
+        self.reset()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def reset(self):
+        with self.lock:
+            self.attempted, self.acked, self.statuses, self.errors = 0, 0, {}, 0
+            self.last_ok = self.started = time.monotonic()
+            self.gap = 0.0
+
+    def _run(self):
+        s = f = None
+        while not self.stop_ev.is_set():
+            t0 = time.monotonic()
+            with self.cond:
+                if self.held:
+                    self.cond.wait(0.05)
+                    continue
+                self.busy = True
+            try:
+                if s is None:
+                    s = connect(self.port, self.source, timeout=10)
+                    f = s.makefile("rb")
+                with self.lock:
+                    self.attempted += 1
+                s.sendall(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n")
+                st, body = harness._read_response(f)
+                now = time.monotonic()
+                with self.lock:
+                    self.statuses[st] = self.statuses.get(st, 0) + 1
+                    if st == 200:
+                        self.acked += 1
+                        self.gap = max(self.gap, now - self.last_ok)
+                        self.last_ok = now
+            except (OSError, ConnectionError, ValueError, IndexError):
+                with self.lock:
+                    self.errors += 1
+                if s:
+                    s.close()
+                s = f = None
+            with self.cond:
+                self.busy = False
+                self.cond.notify_all()
+            self.stop_ev.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+        if s:
+            s.close()
+
+    def figures(self):
+        with self.lock:
+            gap = max(self.gap, time.monotonic() - self.last_ok)
+            return dict(attempted=self.attempted, acked=self.acked, statuses=dict(self.statuses),
+                        errors=self.errors, gap_ms=int(gap * 1000))
+
+    def pause(self):
+        with self.cond:
+            self.held = True
+            assert self.cond.wait_for(lambda: not self.busy, 30), "the legitimate load's last answer"
+
+    def resume(self):
+        with self.cond:
+            self.held = False
+            self.cond.notify_all()
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join(15)
+
+
+class Suite:
+    def __init__(self, root, report):
+        self.root, self.report = root, report
+        self.dir = tempfile.mkdtemp(prefix="tally-attacks-")
+        self.procs = []
+        self.failures = []
+        bindir = os.path.join(root, "build") if root != ROOT else None
+        if bindir:
+            harness.REPLICA = os.path.join(bindir, "replica", "tally-replica")
+            harness.PUBLISHER = os.path.join(bindir, "publisher", "tally-publisher")
+
+    # --- the system -------------------------------------------------------------------
+    def start(self):
+        self.redis = self.add(harness.Redis(self.dir)).start()
+        self.broker = self.add(harness.SecureBroker(self.dir)).start()
+        mqtt = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw"}
+        self.replicas = [self.replica("a%d" % i, mqtt) for i in (1, 2)]
+        self.edge_port, self.stats_port = harness.free_port(), harness.free_port()
+        with open(os.path.join(self.root, "docker", "haproxy.cfg")) as f:
+            cfg = render_edge(f.read(), self.edge_port, self.stats_port, self.replicas)
+        path = os.path.join(self.dir, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(cfg)
+        # The request-rate share is lowered so the flood reaches it within seconds.
+        env = {"LB_CONFIG": path, "EDGE_SOURCE_RATE": os.environ.get("EDGE_SOURCE_RATE", "3000"),
+               "LB_STATS_PASSWORD": None, "LB_STATS_PASSWORD_FILE": os.path.join(self.dir, "lb-stats.txt")}
+        with open(env["LB_STATS_PASSWORD_FILE"], "w") as f:
+            f.write("stats-pw")
+        entry = os.path.join(self.root, "docker", "lb-entrypoint.sh")
+        argv = [entry] if os.path.exists(entry) else ["haproxy", "-W", "-db", "-f", path]
+        self.edge = self.add(harness.Proc("haproxy", argv, self.dir, env)).start()
+        harness.wait_for(lambda: status_of(exchange(self.edge_port, b"GET /readyz HTTP/1.1\r\nHost: e\r\n\r\n",
+                                                    source=LEGIT, timeout=1)) == 200,
+                         timeout=15, what="the edge to pass a request")
+        self.load = Load(self.edge_port)
+
+    def replica(self, name, mqtt):
+        return self.add(harness.Replica(self.dir, self.redis, self.broker, name, extra_env=mqtt)).start()
+
+    def add(self, p):
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        if hasattr(self, "load"):
+            self.load.stop()
+        for p in reversed(self.procs):
+            p.stop()
+
+    def wait_total(self, at_least, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.redis.total() >= at_least:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # --- bookkeeping --------------------------------------------------------------------
+    def check(self, ok, what):
+        if not ok:
+            self.failures.append(what)
+            print("  FAILED: %s" % what, flush=True)
+
+    def run(self, index, name, attack):
+        """Runs one attack under the legitimate load; prints its figures line."""
+        global ATTACKER
+        # Its own source, so one attack's per-source shares do not spill into the next.
+        ATTACKER = "127.0.0.%d" % (2 if index == 0 else 3 + index)
+        # The figures are exact: the load holds back (its one request in flight answered)
+        # while the books open and close, so no request straddles them.
+        self.load.pause()
+        total0 = self.redis.total()
+        self.load.reset()
+        self.load.resume()
+        extra = attack() or {}
+        time.sleep(0.3)
+        self.load.pause()
+        f = self.load.figures()
+        delta = self.redis.total() - total0
+        self.load.resume()
+        counted_by_attack = extra.pop("counting_attempts", 0)
+        attempted = f["attempted"] + counted_by_attack
+        lost = max(0, f["acked"] - delta)
+        dup = max(0, delta - attempted)
+        other = {k: v for k, v in f["statuses"].items() if k not in (200, 503)}
+        line = ("attack %-10s attempted %d, acknowledged %d, total %d, lost %d, duplicated %d, 503s %d, "
+                "other %s, errors %d, longest without a 200 %d ms | %s"
+                % (name, attempted, f["acked"], delta, lost, dup, f["statuses"].get(503, 0),
+                   other or "none", f["errors"], f["gap_ms"],
+                   ", ".join("%s %s" % (k.replace("_", " "), v) for k, v in extra.items() if not k.startswith("_"))))
+        print(line, flush=True)
+        self.check(lost == 0 and dup == 0, "%s: Redis delta %d for %d acknowledged of %d attempted" % (name, delta, f["acked"], attempted))
+        self.check(not other and f["errors"] == 0, "%s: the legitimate load got %r, %d errors" % (name, f["statuses"], f["errors"]))
+        self.check(f["gap_ms"] < extra.get("_gap_bound_ms", 2000), "%s: %d ms without a 200" % (name, f["gap_ms"]))
+        return extra
+
+    # --- the attacks ---------------------------------------------------------------------
+    def attack_bodies(self):
+        """Item 1: huge announced bodies, at a replica directly and through the edge."""
+        rep = self.replicas[0]
+        rss0 = peak = rep.rss_kib()
+        answers = {}
+        stop = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, rep.rss_kib())
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        chunk = b"x" * (1 << 20)
+        threads = []
+
+        def send(port):
+            head = b"POST / HTTP/1.1\r\nHost: e\r\nContent-Length: 1000000000\r\n\r\n"
+            try:
+                s = connect(port, ATTACKER, timeout=5)
+            except OSError:
+                return
+            with s:
+                got = b""
+                try:
+                    s.sendall(head)
+                    for _ in range(30):
+                        s.sendall(chunk)
+                except OSError:
+                    pass
+                try:
+                    s.settimeout(2)
+                    got = s.recv(4096)
+                except OSError:
+                    pass
+                st = status_of(got)
+                answers[st] = answers.get(st, 0) + 1
+
+        for port in [rep.port] * 4 + [self.edge_port] * 4:
+            threads.append(threading.Thread(target=send, args=(port,)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        time.sleep(0.3)
+        stop.set()
+        sampler.join()
+        grew = peak - rss0
+        self.check(grew < RSS_BOUND_KIB, "bodies: a replica's RSS grew by %d KiB (bound %d)" % (grew, RSS_BOUND_KIB))
+        # The replica answers 413; the edge refuses the method first (405).
+        self.check(set(answers) <= {413, 405, None} and answers.get(413, 0) >= 4,
+                   "bodies: 8 requests with 30 MB bodies were answered %r" % answers)
+        return {"replica RSS": "%d -> peak %d KiB" % (rss0, peak), "answers": answers}
+
+    def attack_slowloris(self):
+        """Item 2: 4200 half-sent heads from one source, a byte a second, for 12 s; a
+        bystander probes /healthz meanwhile."""
+        sel = selectors.DefaultSelector()
+        socks, refused = [], 0
+        for _ in range(4200):
+            s = socket.socket()
+            s.setblocking(False)
+            s.bind((ATTACKER, 0))
+            try:
+                s.connect_ex(("127.0.0.1", self.edge_port))
+            except OSError:
+                refused += 1
+                s.close()
+                continue
+            socks.append(s)
+        probes = {"ok": 0, "failed": 0}
+        t_end = time.monotonic() + 12
+        head = b"GET / HTTP/1.1\r\nHost: e\r\nX-a: "
+        i = 0
+        while time.monotonic() < t_end:
+            for s in socks:
+                try:
+                    s.send(head[i:i + 1] if i < len(head) else b"a")
+                except OSError:
+                    pass
+            i += 1
+            st = status_of(exchange(self.edge_port, b"GET /healthz HTTP/1.1\r\nHost: e\r\n\r\n", source=BYSTANDER,
+                                    timeout=1))
+            probes["ok" if st == 200 else "failed"] += 1
+            time.sleep(0.5)
+        alive = 0
+        for s in socks:
+            try:
+                alive += 1 if s.send(b"a") == 1 else 0
+            except OSError:
+                pass
+            s.close()
+        sel.close()
+        self.check(probes["failed"] == 0, "slowloris: %d of %d bystander probes failed" % (probes["failed"], sum(probes.values())))
+        self.check(alive == 0, "slowloris: %d half-sent heads were still open after 12 s" % alive)
+        return {"bystander probes ok": "%d/%d" % (probes["ok"], sum(probes.values())),
+                "heads still open after 12 s": alive}
+
+    def attack_h2c(self):
+        """Item 3: an h2c upgrade through the edge, then HTTP/2 stream 3 asks /metrics."""
+        import base64
+        settings = base64.urlsafe_b64encode(b"").decode()
+        req = ("GET /healthz HTTP/1.1\r\nHost: e\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+               "HTTP2-Settings: %s\r\n\r\n" % settings).encode()
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        # HEADERS on stream 3, END_STREAM|END_HEADERS, HPACK literals: :method GET (index 2),
+        # :scheme http (6), :path /metrics (literal, name index 4), :authority e (literal, 1).
+        block = b"\x82\x86\x04\x08/metrics\x01\x01e"
+        headers = len(block).to_bytes(3, "big") + b"\x01\x05" + (3).to_bytes(4, "big") + block
+        out = exchange(self.edge_port, req + preface + headers, timeout=2)
+        switched = status_of(out) == 101
+        leaked = b"tally_" in out
+        self.check(not switched and not leaked, "h2c: the edge answered %r%s" % (out[:40], ", /metrics leaked" if leaked else ""))
+        return {"first answer": status_of(out), "metrics reached": leaked}
+
+    def attack_events(self):
+        """Item 6: one source opens 600 idle /events streams (more than both replicas' 256
+        slots); a dashboard from another source must still get its stream."""
+        socks, statuses = [], {}
+        for _ in range(600):
+            try:
+                s = connect(self.edge_port, ATTACKER, timeout=3)
+                s.sendall(b"GET /events HTTP/1.1\r\nHost: e\r\n\r\n")
+                socks.append(s)
+            except OSError:
+                statuses["refused"] = statuses.get("refused", 0) + 1
+        for s in socks:
+            try:
+                s.settimeout(2)
+                st = status_of(s.recv(256))
+            except OSError:
+                st = None
+            statuses[st] = statuses.get(st, 0) + 1
+        got = exchange(self.edge_port, b"GET /events HTTP/1.1\r\nHost: e\r\n\r\n", source=BYSTANDER, timeout=1.5)
+        for s in socks:
+            s.close()
+        ok = status_of(got) == 200 and b"event: total" in got
+        self.check(ok, "events: a bystander's /events got %r" % got[:60])
+        return {"attacker's streams": statuses, "bystander's stream": status_of(got)}
+
+    def attack_flood(self):
+        """Item 2 too: one source floods GET / (pipelined, 4 connections) for 5 s; the edge's
+        request-rate share answers it 429 past EDGE_SOURCE_RATE per 10 s."""
+        counts = {}
+        sent = [0]
+        lock = threading.Lock()
+        t_end = time.monotonic() + 5
+
+        def worker():
+            try:
+                s = connect(self.edge_port, ATTACKER, timeout=5)
+            except OSError:
+                return
+            f = s.makefile("rb")
+            try:
+                while time.monotonic() < t_end:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: e\r\n\r\n" * 16)
+                    with lock:
+                        sent[0] += 16
+                    for _ in range(16):
+                        st, _ = harness._read_response(f)
+                        with lock:
+                            counts[st] = counts.get(st, 0) + 1
+            except (OSError, ConnectionError, ValueError, IndexError):
+                pass
+            s.close()
+
+        ts = [threading.Thread(target=worker) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        self.check(counts.get(429, 0) > 0, "flood: no 429 for %d requests in 5 s from one source" % sent[0])
+        return {"attacker's answers": counts, "counting_attempts": sent[0]}
+
+    def attack_stats(self):
+        """Item 7: HAProxy's stats page (internal network) answers only with its password;
+        its /healthz (the container's health check) answers without."""
+        import base64
+        anon = status_of(exchange(self.stats_port, b"GET / HTTP/1.1\r\nHost: e\r\n\r\n", timeout=1))
+        guess = status_of(exchange(self.stats_port, b"GET / HTTP/1.1\r\nHost: e\r\nAuthorization: Basic "
+                                   + base64.b64encode(b"tally:tally") + b"\r\n\r\n", timeout=1))
+        right = status_of(exchange(self.stats_port, b"GET / HTTP/1.1\r\nHost: e\r\nAuthorization: Basic "
+                                   + base64.b64encode(b"tally:stats-pw") + b"\r\n\r\n", timeout=1))
+        health = status_of(exchange(self.stats_port, b"GET /healthz HTTP/1.1\r\nHost: e\r\n\r\n", timeout=1))
+        self.check(anon == 401 and guess == 401 and right == 200 and health == 200,
+                   "stats: anonymous %s, wrong password %s, right password %s, /healthz %s" % (anon, guess, right, health))
+        return {"stats anonymous": anon, "wrong password": guess, "with the password": right, "healthz": health}
+
+    def attack_retry(self):
+        """Item 4: a replica dies (kill -9) between sending a batch and answering: the edge
+        must not replay the request on the other replica."""
+        victim = self.replicas[1]
+        # The legitimate client holds back while the attacker's request finds the victim's
+        # batch (so the batch is the attacker's), and goes on as soon as the victim is dead.
+        self.load.pause()
+        before = victim.metric("tally_redis_batches_total")
+        total0 = self.redis.total()
+        self.redis.command("CLIENT", "PAUSE", "3000", "WRITE")
+        answers, sent = [], 0
+        holders = []
+        deadline = time.monotonic() + 1.0
+        # One request at a time until one is in a batch at the paused Redis on the victim.
+        while time.monotonic() < deadline and victim.metric("tally_redis_batches_total") == before:
+            s = connect(self.edge_port, ATTACKER, timeout=10)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: e\r\n\r\n")
+            holders.append(s)
+            sent += 1
+            time.sleep(0.05)
+        in_batch = victim.metric("tally_redis_batches_total") > before
+        # Frozen with its batch sent, the victim cannot answer: Redis then applies the batch
+        # (its reply waits in the frozen process's socket), and the victim dies unanswered.
+        victim.signal(signal.SIGSTOP)
+        self.redis.command("CLIENT", "UNPAUSE")
+        applied = self.wait_total(total0 + sent)
+        victim.kill9()
+        self.load.resume()
+        for s in holders:
+            try:
+                answers.append(status_of(s.recv(4096)))
+            except OSError:
+                answers.append(None)
+            s.close()
+        self.check(in_batch and applied, "retry: no request of the attacker's reached the victim's batch and Redis")
+        # The victim comes back, so later runs find both replicas.
+        self.replicas[1] = self.replica(victim.instance, {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw"})
+        return {"attacker's answers": answers, "counting_attempts": sent, "_gap_bound_ms": 4000}
+
+
+ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("attacks", nargs="*", default=ATTACKS)
+    ap.add_argument("--root", default=ROOT, help="checkout whose edge config and build/ binaries to attack")
+    ap.add_argument("--report", action="store_true", help="print the figures, never fail")
+    args = ap.parse_args()
+    if not harness.REPLICA and args.root == ROOT:
+        sys.exit("attacks.py: set TALLY_REPLICA (and TALLY_PUBLISHER)")
+    suite = Suite(os.path.abspath(args.root), args.report)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        suite.start()
+        for name in args.attacks:
+            suite.run(ATTACKS.index(name), name, getattr(suite, "attack_" + name))
+    finally:
+        suite.stop()
+    if suite.failures and not args.report:
+        print("%d check(s) failed" % len(suite.failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
