@@ -42,6 +42,32 @@ def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s (last error: %r)" % (timeout, what, last_exc))
 
 
+def raw_exchange(port, data, timeout=3.0, source="127.0.0.1"):
+    """Sends `data` on a fresh connection from `source`; returns (what came back, whether
+    the server closed) within `timeout` seconds."""
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        try:
+            s.sendall(data)
+        except OSError:  # the server may close while a large body is still being sent
+            pass
+        out, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:  # reset
+                return out, True
+            if not d:
+                return out, True
+            out += d
+        return out, False
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

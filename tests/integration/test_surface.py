@@ -5,30 +5,11 @@ stopping the ones the process has, and an event stream ends after its lifetime."
 import socket
 import time
 
-from harness import TEXT_RE, ClusterTest, wait_for
+from harness import TEXT_RE, ClusterTest, raw_exchange, wait_for
 
 
-def raw(port, data, timeout=3.0, host="127.0.0.1"):
-    """Sends `data` on a fresh connection; returns (what came back, whether the server closed)
-    within `timeout` seconds."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-        except OSError:  # the server may close while a large body is still being sent
-            pass
-        out, deadline = b"", time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                d = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                return out, True
-            if not d:
-                return out, True
-            out += d
-        return out, False
+def raw(port, data, timeout=3.0):
+    return raw_exchange(port, data, timeout)
 
 
 class BodyTest(ClusterTest):
