@@ -16,7 +16,9 @@ for f in "$MQTT_REPLICA_PASSWORD_FILE" "$MQTT_PUBLISHER_PASSWORD_FILE" "$MQTT_WA
          "$TLS_CERT_FILE" "$TLS_KEY_FILE"; do
   [ -r "$f" ] || { echo "broker: missing secret $f" >&2; exit 2; }
 done
-/usr/share/tally-broker/make-secrets.sh /mosquitto/config --bind 0.0.0.0 --data /mosquitto/data \
+# Inside the container every listener binds 0.0.0.0 (the host decides what it publishes:
+# docker-compose.yml publishes the cleartext watcher ports on the host's loopback only).
+/usr/share/tally-broker/make-secrets.sh /mosquitto/config --bind 0.0.0.0 --watch-bind 0.0.0.0 --data /mosquitto/data \
   --port 1883 --watch-port 1884 --ws-port 9001 --watch-tls-port 8884 --wss-port 9443
 rm -rf /mosquitto/config/secrets /mosquitto/config/redis-auth.conf /mosquitto/config/watcher \
   /mosquitto/config/watcher-tls

@@ -23,6 +23,14 @@
 #                                        [--watch-tls-port 8884] [--wss-port 9443]
 #                                        [--bind 127.0.0.1] [--data DIR] [--conf-dir DIR]
 #                                        [--owner UID[:GID]] [--tls-names DNS:a,IP:1.2.3.4]
+#                                        [--watch-bind ADDR] [--plugin PATH]
+#                                        [--max-connections N] [--watch-max-connections N]
+# --watch-bind is where the two cleartext watcher listeners (--watch-port, --ws-port) listen:
+# 127.0.0.1 unless given, whatever --bind says, so a watcher's password crosses a network
+# only over TLS. --plugin is the broker plugin tally-client-ids.so (built by cmake in
+# BUILD/broker-config/, installed by the broker image in /usr/lib/tally/); mosquitto refuses
+# to start without it. --max-connections caps the services listener (default 1024),
+# --watch-max-connections each watcher listener (default 1000).
 # --conf-dir is where mosquitto will find the files (default OUTDIR; e.g. /mosquitto/config
 # inside a container). --owner gives the secret files to that user (root only): docker-compose
 # bind-mounts them as they are, and tally's images run as uid 10001.
@@ -31,15 +39,21 @@ here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 1 ] || { echo "usage: make-secrets.sh OUTDIR [options]" >&2; exit 2; }
 out=$1; shift
 port=1883 watch_port=1884 ws_port=9001 watch_tls_port=8884 wss_port=9443 bind=127.0.0.1 data="" conf_dir="" owner=""
+watch_bind=127.0.0.1 plugin=/usr/lib/tally/tally-client-ids.so max_conns=1024 watch_max_conns=1000
 tls_names="DNS:localhost,DNS:broker,IP:127.0.0.1,DNS:$(hostname)"
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port=$2 ;; --watch-port) watch_port=$2 ;; --ws-port) ws_port=$2 ;;
     --watch-tls-port) watch_tls_port=$2 ;; --wss-port) wss_port=$2 ;; --tls-names) tls_names=$2 ;;
     --bind) bind=$2 ;; --data) data=$2 ;; --conf-dir) conf_dir=$2 ;; --owner) owner=$2 ;;
+    --watch-bind) watch_bind=$2 ;; --plugin) plugin=$2 ;;
+    --max-connections) max_conns=$2 ;; --watch-max-connections) watch_max_conns=$2 ;;
     *) echo "make-secrets.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
+done
+for n in "$max_conns" "$watch_max_conns"; do
+  case "$n" in ''|*[!0-9]*) echo "make-secrets.sh: --max-connections and --watch-max-connections take a number" >&2; exit 2 ;; esac
 done
 mkdir -p "$out/secrets"
 out=$(cd "$out" && pwd)
@@ -119,6 +133,8 @@ chmod 600 "$out/watcher/mosquitto_sub" "$out/watcher-tls/mosquitto_sub"
 
 sed -e "s|@PORT@|$port|g" -e "s|@WATCH_PORT@|$watch_port|g" -e "s|@WS_PORT@|$ws_port|g" \
     -e "s|@WATCH_TLS_PORT@|$watch_tls_port|g" -e "s|@WSS_PORT@|$wss_port|g" \
-    -e "s|@BIND@|$bind|g" -e "s|@DATA_DIR@|$data|g" -e "s|@CONF_DIR@|$conf_dir|g" \
+    -e "s|@BIND@|$bind|g" -e "s|@WATCH_BIND@|$watch_bind|g" -e "s|@PLUGIN@|$plugin|g" \
+    -e "s|@SERVICES_MAX_CONNECTIONS@|$max_conns|g" -e "s|@WATCH_MAX_CONNECTIONS@|$watch_max_conns|g" -e "s|@DATA_DIR@|$data|g" -e "s|@CONF_DIR@|$conf_dir|g" \
     "$here/mosquitto.conf.in" >"$out/mosquitto.conf"
 chmod 644 "$out/mosquitto.conf" "$out/acl-services" "$out/acl-watchers"
+[ -e "$plugin" ] || echo "make-secrets.sh: warning: the broker plugin $plugin does not exist here; mosquitto will not start with this mosquitto.conf until it does (--plugin PATH; ignore this for a container, whose broker image has it)" >&2

@@ -7,7 +7,8 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libpaho-mqtt-dev libssl-dev
-      libcriterion-dev redis-server redis-tools mosquitto mosquitto-clients curl openssl)
+      libcriterion-dev redis-server redis-tools mosquitto mosquitto-clients
+      mosquitto-dev libmosquitto-dev curl openssl)
 for what in "$@"; do
   case "$what" in
     run) ;;

@@ -32,7 +32,7 @@ case "$replicas" in ''|*[!0-9]*|0) echo "run-local.sh: replicas must be a positi
 
 "$root/scripts/install-deps.sh" run
 cmake -S "$root" -B "$root/build-local" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build-local" -j "$(nproc)" --target tally-replica tally-publisher
+cmake --build "$root/build-local" -j "$(nproc)" --target tally-replica tally-publisher tally-client-ids
 
 run="$root/.run"
 mkdir -p "$run/redis"
@@ -74,7 +74,8 @@ wait_until() { # wait_until <seconds> <what> <command...>
 
 # Credentials are made once and kept in .run/broker/secrets/ (mode 600).
 "$root/broker-config/make-secrets.sh" "$run/broker" --port "$mqtt_port" --watch-port "$watch_port" \
-  --ws-port "$ws_port" --watch-tls-port "$watch_tls_port" --wss-port "$wss_port" --bind 127.0.0.1
+  --ws-port "$ws_port" --watch-tls-port "$watch_tls_port" --wss-port "$wss_port" --bind 127.0.0.1 \
+  --plugin "$root/build-local/broker-config/tally-client-ids.so"
 [ "$(id -u)" -eq 0 ] && echo "user root" >>"$run/broker/mosquitto.conf"
 secrets="$run/broker/secrets"
 

@@ -165,7 +165,7 @@ class Suite:
     # --- the system -------------------------------------------------------------------
     def start(self):
         self.redis = self.add(harness.Redis(self.dir)).start()
-        self.broker = self.add(harness.SecureBroker(self.dir)).start()
+        self.broker = self.add(harness.SecureBroker(self.dir, root=self.root)).start()
         mqtt = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw"}
         self.replicas = [self.replica("a%d" % i, mqtt) for i in (1, 2)]
         self.edge_port, self.stats_port = harness.free_port(), harness.free_port()
@@ -478,8 +478,47 @@ class Suite:
         self.replicas[1] = self.replica(victim.instance, {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw"})
         return {"attacker's answers": answers, "counting_attempts": sent, "_gap_bound_ms": 4000}
 
+    def attack_broker(self):
+        """Item 5: with the watchers' password (browsers carry it, so it is public), connect
+        on a watcher listener with a replica's client id, its public INSTANCE_ID, again and
+        again: the replica must stay on the broker and its Last Will must not fire."""
+        victim = self.replicas[0]
+        b = self.broker
+        # What the outside sees of the victim's status, on a watcher port, all the while.
+        statuses = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.watch_port), "-t",
+                                     "replicas/%s/status" % victim.instance, "-u", "watcher", "-P", "watcher-pw"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        down, samples, accepted = 0, 0, 0
+        attempts = 12
+        try:
+            for _ in range(attempts):
+                argv = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.watch_port), "-i", victim.instance, "-t",
+                        "total_count", "-u", "watcher", "-P", "watcher-pw", "-d"]
+                taker = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                deadline = time.monotonic() + 0.4
+                while time.monotonic() < deadline:
+                    samples += 1
+                    down += victim.metric("tally_mqtt_connected") != 1
+                    time.sleep(0.05)
+                taker.kill()
+                out = taker.communicate()[0]
+                accepted += "CONNACK (0)" in out
+        finally:
+            time.sleep(0.3)
+            statuses.terminate()
+            seen = statuses.communicate()[0]
+        offline = seen.count('"offline"')
+        # Between attempts, the victim reconnects by itself; let it finish before the next attack.
+        harness.wait_for(lambda: victim.metric("tally_mqtt_connected") == 1, timeout=15,
+                         what="the victim back on the broker")
+        self.check(accepted == 0, "broker: %d of %d takeovers accepted" % (accepted, attempts))
+        self.check(down == 0, "broker: the replica was off MQTT in %d of %d samples" % (down, samples))
+        self.check(offline == 0, "broker: %d offline statuses of the replica appeared" % offline)
+        return {"takeovers accepted": "%d/%d" % (accepted, attempts), "replica off MQTT in samples": "%d/%d" % (down, samples),
+                "offline statuses": offline}
 
-ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry"]
+
+ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry", "broker"]
 
 
 def main():

@@ -18,6 +18,9 @@ import unittest
 REPLICA = os.environ.get("TALLY_REPLICA", "")
 PUBLISHER = os.environ.get("TALLY_PUBLISHER", "")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The broker's plugin (broker-config/plugin), built beside the replica unless named.
+BROKER_PLUGIN = os.environ.get("TALLY_BROKER_PLUGIN") or (
+    os.path.join(os.path.dirname(os.path.dirname(REPLICA)), "broker-config", "tally-client-ids.so") if REPLICA else "")
 SANITIZED = bool(os.environ.get("TALLY_SANITIZE"))
 # Sanitizer builds run several times slower: scale loads, not deadlines' meaning.
 LOAD_SCALE = 0.25 if SANITIZED else 1.0
@@ -297,14 +300,17 @@ class SecureBroker(Proc):
     PASSWORDS = {"MQTT_REPLICA_PASSWORD": "replica-pw", "MQTT_PUBLISHER_PASSWORD": "publisher-pw",
                  "MQTT_WATCHER_PASSWORD": "watcher-pw", "REDIS_PASSWORD": "redis-pw"}
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, root=ROOT):
         self.port, self.watch_port, self.ws_port = port or free_port(), free_port(), free_port()
         self.watch_tls_port, self.wss_port = free_port(), free_port()
         self.conf_dir = os.path.join(workdir, "broker-%d" % self.port)
         if not os.path.exists(os.path.join(self.conf_dir, "mosquitto.conf")):
-            subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), self.conf_dir, "--port",
+            script = os.path.join(root, "broker-config", "make-secrets.sh")
+            with open(script) as f:  # an older checkout (attacks.py --root) has no plugin
+                plugin = ["--plugin", BROKER_PLUGIN] if "--plugin" in f.read() else []
+            subprocess.run([script, self.conf_dir, "--port",
                             str(self.port), "--watch-port", str(self.watch_port), "--ws-port", str(self.ws_port),
-                            "--watch-tls-port", str(self.watch_tls_port), "--wss-port", str(self.wss_port)],
+                            "--watch-tls-port", str(self.watch_tls_port), "--wss-port", str(self.wss_port)] + plugin,
                            check=True, env=dict(os.environ, **self.PASSWORDS), capture_output=True)
             if os.geteuid() == 0:
                 with open(os.path.join(self.conf_dir, "mosquitto.conf"), "a") as f:

@@ -1,9 +1,13 @@
 """The production broker configuration (broker-config/): accounts, ACL, listeners, and
 replicas and publishers running on it with their secrets."""
 import json
+import os
+import re
 import socket
+import subprocess
+import tempfile
 
-from harness import ClusterTest, Redis, SecureBroker, wait_for
+from harness import BROKER_PLUGIN, ROOT, ClusterTest, Redis, SecureBroker, wait_for
 
 PW = SecureBroker.PASSWORDS
 
@@ -80,3 +84,64 @@ class SecurityTest(ClusterTest):
         wait_for(lambda: "cannot connect" in rep.output() or "refused" in rep.output(), what="a clear log line")
         self.assertEqual(rep.get("/readyz")[0], 503)
         self.assertEqual(rep.count()[0], 200, "counting does not need the broker")
+
+    def hold(self, port, client_id, user, password):
+        """A mosquitto_sub that stays connected as client_id (until the broker drops it)."""
+        p = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-i", client_id, "-t", "total_count",
+                              "-u", user, "-P", password], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (p.kill(), p.wait()))
+        return p
+
+    def test_a_watcher_cannot_take_over_a_service_client_id(self):
+        r = self.add(Redis(self.dir, fsync="everysec")).start()
+        rep = self.replica(r, self.b, instance="tk", extra_env={
+            "MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": PW["MQTT_REPLICA_PASSWORD"]})
+        watcher = ("watcher", PW["MQTT_WATCHER_PASSWORD"])
+        for port in (self.b.watch_port, self.b.watch_tls_port):
+            argv = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-i", "tk", "-t", "total_count",
+                    "-u", watcher[0], "-P", watcher[1], "-C", "1", "-W", "2"]
+            if port == self.b.watch_tls_port:
+                argv += ["--cafile", os.path.join(self.b.conf_dir, "tls", "ca.crt")]
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+            self.assertIn("not authori", p.stderr, "a watcher with the replica's client id on %d" % port)
+        self.assertEqual(rep.metric("tally_mqtt_connected"), 1, "the replica kept its session")
+        self.assertEqual(self.b.output().count("refused client id tk "), 2)
+        self.assertNotIn("Client tk closed its connection", self.b.output())
+        self.assertNotIn("Client tk disconnected", self.b.output())
+        # A watcher that takes a service's id first (a broker just restarted) holds it only
+        # until the service connects; after that the id is refused to watchers.
+        self.hold(self.b.watch_port, "early", *watcher)
+        wait_for(lambda: "as early (" in self.b.output(), what="the watcher to connect as 'early'")
+        self.assertEqual(self.b.pub("total_count", "1", user="tally-replica", password=PW["MQTT_REPLICA_PASSWORD"],
+                                    client_id="early"), 0, "the service takes its id back")
+        self.assertEqual(self.b.output().count("as early ("), 2, "the service connected as 'early'")
+        again = self.hold(self.b.watch_port, "early", *watcher)
+        wait_for(lambda: again.poll() is not None, what="the second watcher to be refused")
+        self.assertNotEqual(again.returncode, 0)
+        self.assertIn("refused client id early ", self.b.output())
+        self.assertIn("Client early already connected, closing old connection", self.b.output(),
+                      "the squatter lost the id to the service")
+        self.assertEqual(self.b.watch("total_count", timeout=2)[0], 27, "watchers with their own ids still connect")
+
+    def test_cleartext_watcher_listeners_bind_loopback_unless_told(self):
+        def listeners(*args):
+            d = tempfile.mkdtemp(dir=self.dir)
+            subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), d, "--bind", "0.0.0.0",
+                            "--plugin", BROKER_PLUGIN] + list(args), check=True, capture_output=True,
+                           env=dict(os.environ, **PW))
+            with open(os.path.join(d, "mosquitto.conf")) as f:
+                conf = f.read()
+            return dict(re.findall(r"^listener (\d+) (\S+)$", conf, re.M)), conf
+        binds, conf = listeners()
+        self.assertEqual(binds, {"1883": "0.0.0.0", "1884": "127.0.0.1", "9001": "127.0.0.1",
+                                 "8884": "0.0.0.0", "9443": "0.0.0.0"})
+        self.assertEqual(conf.count("plugin %s" % BROKER_PLUGIN), 5, "the client-id plugin on every listener")
+        self.assertEqual(re.findall(r"^max_connections (\d+)$", conf, re.M), ["1024", "1000", "1000", "1000", "1000"])
+        self.assertIn("max_queued_messages 256\n", conf)
+        binds, _ = listeners("--watch-bind", "0.0.0.0", "--watch-max-connections", "50")
+        self.assertEqual(set(binds.values()), {"0.0.0.0"})
+        d = tempfile.mkdtemp(dir=self.dir)
+        p = subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), d, "--watch-max-connections", "x"],
+                           capture_output=True, text=True, env=dict(os.environ, **PW))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--watch-max-connections", p.stderr)

@@ -123,13 +123,18 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://$stats/")
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "tally:$(cat "$work/broker/secrets/lb-stats.txt")" "http://$stats/")
 [ "$code" = 200 ] || { log "compose: HAProxy stats answered $code with the password"; exit 1; }
 log "compose: /metrics is 404 at the edge, HAProxy stats on $stats only, behind its password"
+for p in 1884 9001; do # cleartext watcher ports: the host's loopback only
+  pub=$(docker-compose -p "${stack}c" -f "$root/docker-compose.yml" port broker $p)
+  case "$pub" in 127.0.0.1:*) ;; *) log "compose: cleartext watcher port $p published on $pub, not loopback"; exit 1 ;; esac
+done
+log "compose: cleartext watcher ports 1884 and 9001 on loopback only"
 docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
 compose_up=""
 
 # A swarm orders no service start, so a first deployment must come up in any order; the
 # hardest one first: the sentinels up before any Redis node (they name the configured first
 # master, whose volume is still empty), then the nodes.
-log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers :$TALLY_WATCH_PORT), its Redis nodes held back"
+log "deploying stack $stack (http :$TALLY_HTTP_PORT, watchers over TLS :$TALLY_WATCH_TLS_PORT), its Redis nodes held back"
 TALLY_REDIS_NODES=0 docker stack deploy -c "$root/stack.yml" "$stack" >/dev/null
 healthy_sentinels() {
   local n=0
@@ -144,6 +149,6 @@ healthy_sentinels || { log "the three sentinels did not become healthy"; exit 1;
 log "three sentinels healthy, no Redis node yet; starting the nodes"
 docker service scale "${stack}_redis=1" "${stack}_redis-2=1" "${stack}_redis-3=1" >/dev/null 2>&1
 python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
-  --watch-port "$TALLY_WATCH_PORT" --watcher-options "$work/broker/watcher" ${TALLY_SWARM_CHECK_ARGS:-}
+  --watch-port "$TALLY_WATCH_TLS_PORT" --watcher-options "$work/broker/watcher-tls" ${TALLY_SWARM_CHECK_ARGS:-}
 log "passed in $((SECONDS - t0)) s"
 echo "1 passed, 0 failed"
