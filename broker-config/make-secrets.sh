@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Renders the production broker configuration and the credentials into OUTDIR:
 #   OUTDIR/mosquitto.conf, passwd-services, passwd-watchers, acl-services, acl-watchers
-#   OUTDIR/redis-auth.conf             (requirepass, to include after redis.conf)
+#   OUTDIR/redis-auth.conf             (the nodes' ACL users and masteruser/masterauth, to include
+#                                       after redis.conf; the same as secrets/redis-acl.conf)
+#   OUTDIR/sentinel-auth.conf          (the sentinels' users and their auth-user/auth-pass for
+#                                       the master "tally"; the same as secrets/sentinel-acl.conf)
 #   OUTDIR/tls/ca.crt, ca.key          a local CA (made once, kept), and the broker's
 #   OUTDIR/tls/server.crt, server.key  certificate for the TLS watcher listeners (names from
 #                                       --tls-names); TLS_CERT_FILE/TLS_KEY_FILE bring your own
@@ -79,7 +82,13 @@ secret() {
   printf '%s' "$value"
 }
 
-redis_pw=$(secret redis REDIS_PASSWORD)
+redis_pw=$(secret redis REDIS_PASSWORD)  # Redis's default user: operators, and the deprecated single password
+# One Redis ACL user per role, each with only the commands and keys it needs (docs/security.md).
+redis_replica_pw=$(secret redis-replica REDIS_REPLICA_PASSWORD)
+redis_publisher_pw=$(secret redis-publisher REDIS_PUBLISHER_PASSWORD)
+redis_sentinel_pw=$(secret redis-sentinel REDIS_SENTINEL_NODE_PASSWORD)      # sentinels on the nodes
+redis_replication_pw=$(secret redis-replication REDIS_REPLICATION_PASSWORD)  # replicas on their master
+redis_client_pw=$(secret redis-sentinel-client REDIS_SENTINEL_CLIENT_PASSWORD) # programs on the sentinels
 replica_pw=$(secret mqtt-replica MQTT_REPLICA_PASSWORD)
 publisher_pw=$(secret mqtt-publisher MQTT_PUBLISHER_PASSWORD)
 watcher_pw=$(secret mqtt-watcher MQTT_WATCHER_PASSWORD)
@@ -93,8 +102,38 @@ printf 'watcher:%s\n' "$watcher_pw" >"$out/passwd-watchers"
 mosquitto_passwd -U "$out/passwd-services"
 mosquitto_passwd -U "$out/passwd-watchers"
 cp "$here/acl-services" "$here/acl-watchers" "$out/"
-printf 'requirepass %s\nmasterauth %s\n' "$redis_pw" "$redis_pw" >"$out/redis-auth.conf"
-chmod 600 "$out/redis-auth.conf"
+# Redis ACL users. Passwords as SHA-256 (the files hold no password but the two a node or
+# a sentinel must send itself). Keys: the replica increments total_count (never SET or
+# DEL it), keeps its batch ring, the lift mark and its instance claim, reads tally:epoch;
+# the publisher reads total_count and holds its lease; the others touch no key.
+sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+acl_replica='resetchannels resetkeys ~total_count ~tally:batches:* ~tally:lifted ~tally:instance:* %R~tally:epoch -@all +auth +hello +ping +role +get +incrby +eval +evalsha +script|load +wait (~tally:batches:* ~tally:lifted ~tally:instance:* +set +hget +hset +pexpire +pttl +del)'
+acl_publisher='resetchannels resetkeys %R~total_count %R~tally:epoch ~tally:publisher:* -@all +auth +hello +ping +role +get +set +eval +evalsha +pexpire +del'
+acl_sentinel='allchannels resetkeys -@all +auth +hello +ping +info +role +publish +subscribe +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +script|kill'
+acl_replication='resetchannels resetkeys -@all +auth +ping +psync +replconf'
+acl_client='resetchannels &+switch-master &+promoted-slave resetkeys -@all +auth +hello +ping +subscribe +sentinel|get-master-addr-by-name'
+acl_health='resetchannels resetkeys -@all +auth +ping'
+{
+  printf 'user default on #%s ~* &* +@all\n' "$(sha "$redis_pw")"
+  printf 'user tally-replica on #%s %s\n' "$(sha "$redis_replica_pw")" "$acl_replica"
+  printf 'user tally-publisher on #%s %s\n' "$(sha "$redis_publisher_pw")" "$acl_publisher"
+  printf 'user tally-sentinel on #%s %s\n' "$(sha "$redis_sentinel_pw")" "$acl_sentinel"
+  printf 'user tally-replication on #%s %s\n' "$(sha "$redis_replication_pw")" "$acl_replication"
+  printf 'user tally-health on nopass %s\n' "$acl_health"  # PING only: liveness without a secret
+  printf 'masteruser tally-replication\nmasterauth %s\n' "$redis_replication_pw"
+} >"$out/secrets/redis-acl.conf"
+{
+  # requirepass: the sentinels' default user, which they also send each other
+  printf 'requirepass %s\n' "$redis_pw"
+  printf 'user tally-client on #%s %s\n' "$(sha "$redis_client_pw")" "$acl_client"
+  printf 'user tally-health on nopass %s\n' "$acl_health"
+  printf 'sentinel auth-user tally tally-sentinel\nsentinel auth-pass tally %s\n' "$redis_sentinel_pw"
+} >"$out/secrets/sentinel-acl.conf"
+chmod 600 "$out/secrets/redis-acl.conf" "$out/secrets/sentinel-acl.conf"
+[ -z "$owner" ] || chown "$owner" "$out/secrets/redis-acl.conf" "$out/secrets/sentinel-acl.conf"
+cp "$out/secrets/redis-acl.conf" "$out/redis-auth.conf"
+cp "$out/secrets/sentinel-acl.conf" "$out/sentinel-auth.conf"
+chmod 600 "$out/redis-auth.conf" "$out/sentinel-auth.conf"
 
 # TLS for the watcher listeners: a local CA made once (kept across runs), and a broker
 # certificate signed by it, or the operator's own (TLS_CERT_FILE, TLS_KEY_FILE).

@@ -4,8 +4,13 @@
 #   HA node   (REDIS_HA_PRIMARY) redis.conf + redis-ha.conf; master or replica, as below
 #   sentinel  (REDIS_MODE=sentinel) sentinel.conf.in rendered once into the data directory (a
 #                                sentinel rewrites its own file, so the volume keeps what it learned)
-# The password comes from REDIS_PASSWORD_FILE (a Docker secret) into a private file, never
-# onto a command line; it guards the nodes (requirepass, masterauth) and the sentinels.
+# The ACL users come from REDIS_ACL_FILE (node, default /run/secrets/redis_acl) or
+# SENTINEL_ACL_FILE (sentinel, default /run/secrets/sentinel_acl), both made by
+# make-secrets.sh: one user per role, passwords hashed, and the one password each must send
+# itself (masterauth; the sentinels' auth-pass). Without that file (a deployment of an
+# earlier release) the single REDIS_PASSWORD_FILE guards everything as before (deprecated).
+# REDIS_PASSWORD_FILE (a Docker secret) is Redis's default user, which a node uses to ask the
+# sentinels; no password goes onto a command line.
 #
 # An HA node asks the sentinels (REDIS_SENTINELS, host:port list) which node is master:
 # another one -> it starts as that one's replica; no sentinel answers (a new cluster) -> the
@@ -35,6 +40,8 @@ port_ok "${REDIS_LISTEN_PORT:-6379}" ||
   { echo "redis: REDIS_LISTEN_PORT must be a port (1..65535), not '$REDIS_LISTEN_PORT'" >&2; exit 2; }
 umask 077
 pw=$(cat "$pw_file")
+acl_file=${REDIS_ACL_FILE:-/run/secrets/redis_acl}
+sentinel_acl_file=${SENTINEL_ACL_FILE:-/run/secrets/sentinel_acl}
 
 run_as_redis() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -47,14 +54,23 @@ run_as_redis() {
 if [ "$mode" = sentinel ]; then
   [ -n "$primary" ] || { echo "redis: REDIS_MODE=sentinel needs REDIS_HA_PRIMARY (the first master's name)" >&2; exit 2; }
   conf=$data/sentinel.conf
+  auth=$(mktemp "${TMPDIR:-/tmp}/sentinel-auth.XXXXXX")
+  if [ -r "$sentinel_acl_file" ]; then
+    cat "$sentinel_acl_file" >"$auth"
+  else
+    echo "redis: no $sentinel_acl_file: one password for everything (deprecated; make-secrets.sh makes the file)" >&2
+    printf 'sentinel auth-pass tally %s\nrequirepass %s\n' "$pw" "$pw" >"$auth"
+  fi
   if [ ! -s "$conf" ]; then
     sed -e "s|@PORT@|${REDIS_LISTEN_PORT:-26379}|" -e "s|@BIND@|$bind|" -e "s|@DIR@|$data|" \
-        -e "s|@MASTER_HOST@|$primary_host|" -e "s|@MASTER_PORT@|$primary_port|" \
-        -e "s|@AUTH@|sentinel auth-pass tally $pw\nrequirepass $pw|" \
+        -e "s|@MASTER_HOST@|$primary_host|" -e "s|@MASTER_PORT@|$primary_port|" -e "/@AUTH@/d" \
         -e "s|@ANNOUNCE@|sentinel announce-ip $me|" "$etc/sentinel.conf.in" >"$conf"
-  else # what the sentinel learned stays; the password follows the secret (rotation)
-    sed -i -e "s|^sentinel auth-pass tally .*|sentinel auth-pass tally $pw|" -e "s|^requirepass .*|requirepass $pw|" "$conf"
+  else # what the sentinel learned stays; users and passwords follow the secrets (rotation)
+    sed -i -e "/^sentinel auth-pass tally /d" -e "/^sentinel auth-user tally /d" -e "/^requirepass /d" \
+      -e "/^user /d" "$conf"
   fi
+  cat "$auth" >>"$conf"  # after "sentinel monitor tally", which the auth lines name
+  rm -f "$auth"
   cmd=(redis-server "$conf" --sentinel)
   run_as_redis "$conf"
 fi
@@ -63,7 +79,12 @@ fi
 lport=${REDIS_LISTEN_PORT:-6379}
 conf=$(mktemp "${TMPDIR:-/tmp}/redis.XXXXXX.conf")
 cat "$etc/redis.conf" >"$conf"
-printf 'requirepass %s\nmasterauth %s\n' "$pw" "$pw" >>"$conf"
+if [ -r "$acl_file" ]; then
+  cat "$acl_file" >>"$conf"
+else
+  echo "redis: no $acl_file: one password for everything (deprecated; make-secrets.sh makes the file)" >&2
+  printf 'requirepass %s\nmasterauth %s\n' "$pw" "$pw" >>"$conf"
+fi
 args=(--port "$lport" --bind "$bind" --dir "$data" --daemonize no)
 ask() { # ask host:port command... -> the sentinel's answer, one field per line; fails if none
   local s=$1

@@ -263,7 +263,7 @@ static void on_hello(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type == REDIS_REPLY_ERROR) {
         char why[128];
         snprintf(why, sizeof(why), "%s", reply->str);
-        tally_error("redis %s:%d: %s (check REDIS_PASSWORD)", link->host, link->port, why);
+        tally_error("redis %s:%d: %s (check REDIS_USERNAME and REDIS_PASSWORD)", link->host, link->port, why);
         tally_redis_link_drop(link, why);
         return;
     }
@@ -302,7 +302,10 @@ static void connect_node(tally_redis_link_t *link)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* hiredis connects lazily, on the first write: queue the hello now. */
-    if (link->password != NULL && link->password[0] != '\0')
+    if (link->password != NULL && link->password[0] != '\0' && link->username != NULL &&
+        link->username[0] != '\0')
+        redisAsyncCommand(ac, on_hello, link, "AUTH %s %s", link->username, link->password);
+    else if (link->password != NULL && link->password[0] != '\0')
         redisAsyncCommand(ac, on_hello, link, "AUTH %s", link->password);
     else
         redisAsyncCommand(ac, on_hello, link, "PING");
@@ -347,7 +350,10 @@ static redisAsyncContext *sentinel_connect(tally_redis_link_t *link, const tally
     ac->data = link;
     redisAsyncSetDisconnectCallback(ac, on_disconnect_cb);
     redisAsyncSetConnectCallback(ac, on_connect_cb); /* a refused connect is reported here only */
-    if (link->sentinel_password != NULL && link->sentinel_password[0] != '\0')
+    if (link->sentinel_password != NULL && link->sentinel_password[0] != '\0' &&
+        link->sentinel_username != NULL && link->sentinel_username[0] != '\0')
+        redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", link->sentinel_username, link->sentinel_password);
+    else if (link->sentinel_password != NULL && link->sentinel_password[0] != '\0')
         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", link->sentinel_password);
     return ac;
 }
@@ -567,8 +573,23 @@ void tally_redis_links_metrics(struct tally_metrics_buf *m, tally_redis_link_t *
                       down);
 }
 
+/* The single password of earlier releases authenticates as Redis's default user, which may
+ * run every command; it still works, with this warning once per process. */
+static void warn_default_user(const tally_redis_link_t *link)
+{
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    int node = link->password != NULL && link->password[0] != '\0' &&
+               (link->username == NULL || link->username[0] == '\0');
+    if (node && !atomic_flag_test_and_set(&warned))
+        tally_warn(
+            "REDIS_PASSWORD without REDIS_USERNAME authenticates as Redis's default user, which may run "
+            "every command (FLUSHALL, CONFIG, SET total_count); give this program its own ACL user "
+            "(docs/security.md): the single password is deprecated and goes in a later release");
+}
+
 int tally_redis_link_start(tally_redis_link_t *link)
 {
+    warn_default_user(link);
     link->state = TALLY_REDIS_DOWN;
     link->ac = NULL;
     link->stopping_ = 0;

@@ -28,6 +28,7 @@ struct tally_redis_link {
     const char *host; /* not copied: must outlive the link */
     int port;
     const char *password; /* NULL or "" for none */
+    const char *username; /* ACL user for AUTH; NULL or "": Redis's default user */
     /* Redis Sentinel (optional, not copied): when sentinels->n > 0, host and port above are
      * not used. Before every connect the link asks the sentinels in turn for master_name's
      * master, checks ROLE on the node before reporting it up, and drops the connection as
@@ -37,6 +38,7 @@ struct tally_redis_link {
     const tally_sentinels_t *sentinels;
     const char *master_name;
     const char *sentinel_password; /* NULL or "" for none */
+    const char *sentinel_username; /* NULL or "": the sentinels' default user */
     void (*on_up)(tally_redis_link_t *link);
     void (*on_down)(tally_redis_link_t *link, const char *why);
     void *data;

@@ -119,6 +119,13 @@ int tally_check_master_name(char *value, size_t size, char *why, size_t whylen)
     return ok ? TALLY_OK : TALLY_ERR;
 }
 
+int tally_check_redis_user(char *value, size_t size, char *why, size_t whylen)
+{
+    if (value[0] == '\0')
+        return TALLY_OK; /* the default user */
+    return tally_check_master_name(value, size, why, whylen);
+}
+
 /* Splits @p msg at single spaces into at most @p max fields; returns how many, or 0 when
  * there are more than @p max or a field is empty. */
 static size_t split_fields(const char *msg, size_t len, const char **f, size_t *flen, size_t max)

@@ -29,6 +29,9 @@ int tally_check_sentinels(char *value, size_t size, char *why, size_t whylen);
 
 /** Config check for REDIS_MASTER_NAME: 1-64 of [A-Za-z0-9._-]. */
 int tally_check_master_name(char *value, size_t size, char *why, size_t whylen);
+/** Option check of REDIS_USERNAME and REDIS_SENTINEL_USERNAME: empty (the default user), or
+ *  the same characters as a master name. */
+int tally_check_redis_user(char *value, size_t size, char *why, size_t whylen);
 
 /** Parses the payload of a +switch-master message ("<name> <old ip> <old port> <new ip>
  *  <new port>", not NUL-terminated). Returns TALLY_OK and the new master when it names

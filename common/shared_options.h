@@ -8,8 +8,17 @@
 #include "sentinel.h"
 #include "sign.h"
 
-/** REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_SENTINEL_PASSWORD (fields redis_sentinels,
- *  redis_master_name, redis_sentinel_password). */
+/** REDIS_USERNAME (field redis_username): the Redis ACL user the program authenticates as. */
+#define TALLY_OPTS_REDIS_USERNAME(OPT)                                                                       \
+    {                                                                                                        \
+        "REDIS_USERNAME", TALLY_OPT_STRING, OPT(redis_username), 0, 0, "",                                   \
+            "Redis ACL user (AUTH user password; docs/security.md has each role's user); empty: Redis's "    \
+            "default user, deprecated",                                                                      \
+            tally_check_redis_user                                                                           \
+    }
+
+/** REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_USERNAME (fields
+ *  redis_sentinels, redis_master_name, redis_sentinel_password, redis_sentinel_username). */
 #define TALLY_OPTS_SENTINEL(OPT)                                                                             \
     {"REDIS_SENTINELS",                                                                                      \
      TALLY_OPT_STRING,                                                                                       \
@@ -28,9 +37,18 @@
          "tally",                                                                                            \
          "the master's name in the sentinels' configuration",                                                \
          tally_check_master_name},                                                                           \
+        {"REDIS_SENTINEL_PASSWORD",                                                                          \
+         TALLY_OPT_SECRET,                                                                                   \
+         OPT(redis_sentinel_password),                                                                       \
+         0,                                                                                                  \
+         0,                                                                                                  \
+         "",                                                                                                 \
+         "password of the sentinels (AUTH)",                                                                 \
+         NULL},                                                                                              \
     {                                                                                                        \
-        "REDIS_SENTINEL_PASSWORD", TALLY_OPT_SECRET, OPT(redis_sentinel_password), 0, 0, "",                 \
-            "password of the sentinels (AUTH)", NULL                                                         \
+        "REDIS_SENTINEL_USERNAME", TALLY_OPT_STRING, OPT(redis_sentinel_username), 0, 0, "",                 \
+            "the sentinels' ACL user for this program (AUTH user password); empty: their default user",      \
+            tally_check_redis_user                                                                           \
     }
 
 /** MAX_CONNECTIONS (field max_connections): the HTTP port's cap on open connections. */

@@ -182,9 +182,11 @@ int main(int argc, char **argv)
     g_pub.redis.host = cfg->redis_host;
     g_pub.redis.port = cfg->redis_port;
     g_pub.redis.password = cfg->redis_password;
+    g_pub.redis.username = cfg->redis_username;
     g_pub.redis.sentinels = &g_pub.sentinels;
     g_pub.redis.master_name = cfg->redis_master_name;
     g_pub.redis.sentinel_password = cfg->redis_sentinel_password;
+    g_pub.redis.sentinel_username = cfg->redis_sentinel_username;
     char why[256];
     if (tally_sentinels_parse(cfg->redis_sentinels, &g_pub.sentinels, why, sizeof(why)) != TALLY_OK)
         return 2; /* checked while loading: cannot happen */

@@ -26,9 +26,11 @@ struct publisher_config {
     char redis_host[256];
     int redis_port;
     char redis_password[512];
+    char redis_username[65];
     char redis_sentinels[1024];
     char redis_master_name[65];
     char redis_sentinel_password[512];
+    char redis_sentinel_username[65];
     char mqtt_url[300];
     char mqtt_username[128];
     char mqtt_password[512];

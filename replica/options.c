@@ -22,6 +22,7 @@ const tally_opt_t replica_options[] = {
     {"REDIS_HOST", TALLY_OPT_STRING, OPT(redis_host), 0, 0, "127.0.0.1", "Redis server", tally_check_host},
     {"REDIS_PORT", TALLY_OPT_INT, OPT(redis_port), 1, 65535, "6379", "Redis port", NULL},
     {"REDIS_PASSWORD", TALLY_OPT_SECRET, OPT(redis_password), 0, 0, "", "Redis password (AUTH)", NULL},
+    TALLY_OPTS_REDIS_USERNAME(OPT),
     TALLY_OPTS_SENTINEL(OPT),
     {"REDIS_TIMEOUT_MS", TALLY_OPT_INT, OPT(redis_timeout_ms), 50, 600000, "2000",
      "a Redis reply later than this fails its requests with 503 and reconnects", NULL},

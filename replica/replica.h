@@ -32,9 +32,11 @@ struct replica_config {
     char redis_host[256];
     int redis_port;
     char redis_password[512];
+    char redis_username[65];
     char redis_sentinels[1024];
     char redis_master_name[65];
     char redis_sentinel_password[512];
+    char redis_sentinel_username[65];
     int redis_timeout_ms;
     int redis_wait_replicas;
     int redis_wait_timeout_ms;

@@ -168,9 +168,11 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
     w->redis.host = g_replica.cfg.redis_host;
     w->redis.port = g_replica.cfg.redis_port;
     w->redis.password = g_replica.cfg.redis_password;
+    w->redis.username = g_replica.cfg.redis_username;
     w->redis.sentinels = &g_replica.sentinels;
     w->redis.master_name = g_replica.cfg.redis_master_name;
     w->redis.sentinel_password = g_replica.cfg.redis_sentinel_password;
+    w->redis.sentinel_username = g_replica.cfg.redis_sentinel_username;
     w->redis.on_up = on_redis_up;
     w->redis.on_down = counter_on_redis_down;
     w->redis.data = w;

@@ -84,11 +84,14 @@ secrets="$run/broker/secrets"
 # kept, so a restart finds the roles as the sentinels left them.
 node_conf() { # node_conf DIR PORT [MASTER_PORT]: prints the path of DIR/redis.conf
   if [ ! -s "$1/redis.conf" ]; then
-    { cat "$root/broker-config/redis.conf" "$root/broker-config/redis-ha.conf" "$run/broker/redis-auth.conf"
+    { cat "$root/broker-config/redis.conf" "$root/broker-config/redis-ha.conf"
       printf 'port %s\ndir %s\n' "$2" "$1"
       [ -z "${3:-}" ] || printf 'replicaof 127.0.0.1 %s\n' "$3"; } >"$1/redis.conf"
-    chmod 600 "$1/redis.conf"
+  else # the users and passwords follow the secrets
+    sed -i -e '/^requirepass /d' -e '/^masterauth /d' -e '/^masteruser /d' -e '/^user /d' "$1/redis.conf"
   fi
+  cat "$run/broker/redis-auth.conf" >>"$1/redis.conf"
+  chmod 600 "$1/redis.conf"
   echo "$1/redis.conf"
 }
 if [ -n "$ha" ]; then
@@ -112,10 +115,15 @@ if [ -n "$ha" ]; then
   done
   for i in 0 1 2; do
     p=$((sentinel_port + i)); mkdir -p "$run/sentinel-$i"
-    [ -s "$run/sentinel-$i/sentinel.conf" ] ||
+    if [ -s "$run/sentinel-$i/sentinel.conf" ]; then # what it learned stays, the users follow the secrets
+      sed -i -e '/^sentinel auth-pass tally /d' -e '/^sentinel auth-user tally /d' -e '/^requirepass /d' \
+        -e '/^user /d' "$run/sentinel-$i/sentinel.conf"
+    else
       sed -e "s|@PORT@|$p|" -e "s|@BIND@|127.0.0.1|" -e "s|@DIR@|$run/sentinel-$i|" -e "s|@MASTER_HOST@|127.0.0.1|" \
-          -e "s|@MASTER_PORT@|$redis_port|" -e "s|@AUTH@|sentinel auth-pass tally $(cat "$run/broker/secrets/redis.txt")|" -e "s|@ANNOUNCE@||" \
+          -e "s|@MASTER_PORT@|$redis_port|" -e "/@AUTH@/d" -e "s|@ANNOUNCE@||" \
           "$root/broker-config/sentinel.conf.in" >"$run/sentinel-$i/sentinel.conf"
+    fi
+    cat "$run/broker/sentinel-auth.conf" >>"$run/sentinel-$i/sentinel.conf"
     chmod 600 "$run/sentinel-$i/sentinel.conf"
     redis-server "$run/sentinel-$i/sentinel.conf" --sentinel >"$run/sentinel-$i.log" 2>&1 &
     servers+=($!)
@@ -123,19 +131,22 @@ if [ -n "$ha" ]; then
   done
   # Synchronous by default, as in compose and stack: a batch is answered once a Redis
   # replica holds it too (REDIS_WAIT_REPLICAS=0 in the environment opts into async).
-  redis_env=(REDIS_SENTINELS="$sentinels" REDIS_WAIT_REPLICAS="${REDIS_WAIT_REPLICAS:-1}")
+  redis_env=(REDIS_SENTINELS="$sentinels" REDIS_WAIT_REPLICAS="${REDIS_WAIT_REPLICAS:-1}"
+             REDIS_SENTINEL_USERNAME=tally-client REDIS_SENTINEL_PASSWORD_FILE="$secrets/redis-sentinel-client.txt")
 fi
 mosquitto -c "$run/broker/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
 servers+=($!)
-wait_until 10 "redis" env REDISCLI_AUTH="$(cat "$secrets/redis.txt")" redis-cli -p "$redis_port" ping
+wait_until 10 "redis" redis-cli --no-auth-warning --user tally-health --pass - -p "$redis_port" ping
 if [ -n "$ha" ]; then
-  wait_until 20 "the sentinels" redis-cli -p "$sentinel_port" SENTINEL get-master-addr-by-name tally
+  wait_until 20 "the sentinels" env REDISCLI_AUTH="$(cat "$secrets/redis-sentinel-client.txt")" redis-cli \
+    --no-auth-warning --user tally-client -p "$sentinel_port" SENTINEL get-master-addr-by-name tally
 fi
 wait_until 10 "mosquitto" port_busy "$mqtt_port"
 
 for i in 1 2; do
   env "${redis_env[@]}" INSTANCE_ID="$(hostname)-publisher-$i" HTTP_HOST=127.0.0.1 HTTP_PORT=$((9100 + i)) \
-    REDIS_PASSWORD_FILE="$secrets/redis.txt" MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-publisher \
+    REDIS_USERNAME=tally-publisher REDIS_PASSWORD_FILE="$secrets/redis-publisher.txt" \
+    MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-publisher \
     MQTT_PASSWORD_FILE="$secrets/mqtt-publisher.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
     "$root/build-local/publisher/tally-publisher" \
     >"$run/publisher-$i.log" 2>&1 &
@@ -144,7 +155,8 @@ done
 
 for i in $(seq 1 "$replicas"); do
   env "${redis_env[@]}" SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" \
-    REDIS_PASSWORD_FILE="$secrets/redis.txt" MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-replica \
+    REDIS_USERNAME=tally-replica REDIS_PASSWORD_FILE="$secrets/redis-replica.txt" \
+    MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-replica \
     MQTT_PASSWORD_FILE="$secrets/mqtt-replica.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
     "$root/build-local/replica/tally-replica" \
     >"$run/replica-$i.log" 2>&1 &
@@ -156,7 +168,7 @@ cat <<INFO
 
 tally is running: $replicas replicas sharing http://127.0.0.1:$http_port/, 2 publishers${ha:+
 Redis HA: master :$redis_port, replicas :$((redis_port + 1)) :$((redis_port + 2)), sentinels $sentinels
-  (kill the master and watch them follow: redis-cli -p $sentinel_port SENTINEL get-master-addr-by-name tally)}
+  (kill the master and watch them follow: REDISCLI_AUTH=\$(cat $secrets/redis-sentinel-client.txt) redis-cli --user tally-client -p $sentinel_port SENTINEL get-master-addr-by-name tally)}
 (Redis :$redis_port, MQTT :$mqtt_port for services, :$watch_port for watchers, WebSockets :$ws_port,
  TLS for watchers :$watch_tls_port and :$wss_port with the local CA $run/broker/tls/ca.crt)
 

@@ -164,10 +164,22 @@ class Suite:
 
     # --- the system -------------------------------------------------------------------
     def start(self):
-        self.redis = self.add(harness.Redis(self.dir)).start()
         self.broker = self.add(harness.SecureBroker(self.dir, root=self.root)).start()
-        mqtt = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw"}
-        self.replicas = [self.replica("a%d" % i, mqtt) for i in (1, 2)]
+        # Redis as make-secrets.sh renders it: one ACL user per role where the checkout has
+        # them, else its single password; the replicas get what the shipped files give them.
+        acl = os.path.join(self.broker.conf_dir, "redis-auth.conf")
+        pw = harness.SecureBroker.PASSWORDS["REDIS_PASSWORD"]
+        self.redis = self.add(harness.Redis(self.dir, password=pw, acl=acl)).start()
+        if os.path.exists(os.path.join(self.broker.conf_dir, "secrets", "redis-replica.txt")):
+            with open(os.path.join(self.broker.conf_dir, "secrets", "redis-replica.txt")) as f:
+                self.redis_user = ("tally-replica", f.read())
+        else:
+            self.redis_user = (pw,)
+        self.replica_env = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw",
+                            "REDIS_PASSWORD": self.redis_user[-1]}
+        if len(self.redis_user) == 2:
+            self.replica_env["REDIS_USERNAME"] = self.redis_user[0]
+        self.replicas = [self.replica("a%d" % i, self.replica_env) for i in (1, 2)]
         self.edge_port, self.stats_port = harness.free_port(), harness.free_port()
         with open(os.path.join(self.root, "docker", "haproxy.cfg")) as f:
             cfg = render_edge(f.read(), self.edge_port, self.stats_port, self.replicas)
@@ -475,7 +487,7 @@ class Suite:
             s.close()
         self.check(in_batch and applied, "retry: no request of the attacker's reached the victim's batch and Redis")
         # The victim comes back, so later runs find both replicas.
-        self.replicas[1] = self.replica(victim.instance, {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw"})
+        self.replicas[1] = self.replica(victim.instance, self.replica_env)
         return {"attacker's answers": answers, "counting_attempts": sent, "_gap_bound_ms": 4000}
 
     def attack_broker(self):
@@ -517,8 +529,26 @@ class Suite:
         return {"takeovers accepted": "%d/%d" % (accepted, attempts), "replica off MQTT in samples": "%d/%d" % (down, samples),
                 "offline statuses": offline}
 
+    def attack_redis(self):
+        """Item 7: a replica faces the internet; whoever takes one over holds its Redis
+        credentials. With them, try what no replica needs. Each command is queued in a
+        MULTI and discarded: Redis checks the ACL when it queues, and nothing runs."""
+        user = self.redis_user if len(self.redis_user) == 2 else self.redis_user[0]
+        tries = [("FLUSHALL",), ("SET", "total_count", "0"), ("CONFIG", "SET", "appendonly", "no"),
+                 ("DEL", "total_count")]
+        allowed = []
+        for cmd in tries:
+            try:
+                harness.resp_session("127.0.0.1", self.redis.port, user, ("MULTI",), cmd, ("DISCARD",))
+                allowed.append(cmd[0])
+            except RuntimeError:
+                pass
+        counts = harness.resp_session("127.0.0.1", self.redis.port, user, ("INCRBY", "total_count", "0"))[0] is not None
+        self.check(not allowed and counts, "redis: the replica's user may run %s (INCRBY: %s)" % (allowed, counts))
+        return {"commands allowed": "/".join(allowed) or "none", "of": len(tries), "INCRBY allowed": counts}
 
-ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry", "broker"]
+
+ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry", "broker", "redis"]
 
 
 def main():

@@ -136,8 +136,10 @@ class Proc:
 
 class Redis(Proc):
     def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None, host="127.0.0.1",
-                 binds=("127.0.0.1",)):
-        """`host`: where tests reach it; `binds`: the addresses it listens on."""
+                 binds=("127.0.0.1",), acl=None):
+        """`host`: where tests reach it; `binds`: the addresses it listens on; `acl`: a file of
+        ACL users to include (make-secrets.sh's redis-auth.conf), with `password` the default
+        user's."""
         self.port = port or free_port()
         self.host = host
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
@@ -145,7 +147,9 @@ class Redis(Proc):
         argv = ["redis-server", "--port", str(self.port), "--bind", *binds, "--dir", self.dir,
                 "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no",
                 "--repl-diskless-sync-delay", "0"]  # a replica in a test syncs at once, not after 5 s
-        if password:
+        if acl:
+            argv += ["--include", acl]
+        elif password:
             argv += ["--requirepass", password, "--masterauth", password]
         if replica_of is not None:
             argv += ["--replicaof", replica_of.host, str(replica_of.port)]
@@ -214,11 +218,12 @@ class Sentinel(Proc):
 
 def resp_session(host, port, password, *commands, timeout=5):
     """Commands in turn on one fresh connection, after AUTH if `password`; their replies
-    (str/int/None/list; an error reply raises RuntimeError)."""
+    (str/int/None/list; an error reply raises RuntimeError). `password` may be a (user,
+    password) pair: AUTH as that ACL user."""
     with socket.create_connection((host, port), timeout=timeout) as s:
         f = s.makefile("rb")
         if password:
-            s.sendall(_resp(["AUTH", password]))
+            s.sendall(_resp(["AUTH"] + (list(password) if isinstance(password, tuple) else [password])))
             _read_resp(f)
         out = []
         for cmd in commands:

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 
-from harness import ClusterTest, Proc, free_port, resp_session, wait_for
+from harness import BROKER_PLUGIN, ClusterTest, Proc, free_port, resp_session, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ENTRYPOINT = os.path.join(ROOT, "broker-config", "redis-entrypoint.sh")
@@ -21,7 +21,8 @@ class ImageProc(Proc):
         self.port = port
         self.data = os.path.join(test.dir, name + "-data")
         os.makedirs(self.data, exist_ok=True)
-        base = {"REDIS_PASSWORD_FILE": test.pw_file, "REDIS_LISTEN_PORT": str(port), "REDIS_BIND": "127.0.0.1",
+        base = {"REDIS_PASSWORD_FILE": test.pw_file, "REDIS_ACL_FILE": test.secret("redis-acl.conf"),
+                "SENTINEL_ACL_FILE": test.secret("sentinel-acl.conf"), "REDIS_LISTEN_PORT": str(port), "REDIS_BIND": "127.0.0.1",
                 "REDIS_DATA_DIR": self.data, "TALLY_CONF_DIR": os.path.join(ROOT, "broker-config"),
                 "TMPDIR": test.dir, "REDIS_ANNOUNCE": "127.0.0.1"}
         base.update(env)
@@ -47,6 +48,17 @@ class RedisImageTest(ClusterTest):
         self.pw_file = os.path.join(self.dir, "redis_password")
         with open(self.pw_file, "w") as f:
             f.write(PASSWORD)
+        # The ACL users of every role, as make-secrets.sh makes them for the containers.
+        self.secrets = os.path.join(self.dir, "made")
+        subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), self.secrets, "--plugin", BROKER_PLUGIN],
+                       check=True, capture_output=True, env=dict(os.environ, REDIS_PASSWORD=PASSWORD))
+
+    def secret(self, name):
+        return os.path.join(self.secrets, "secrets", name)
+
+    def user(self, name, file):
+        with open(self.secret(file)) as f:
+            return (name, f.read())
 
     def image(self, name, port=None, **env):
         return self.add(ImageProc(self, name, port or free_port(), env))
@@ -120,6 +132,46 @@ class RedisImageTest(ClusterTest):
             n.command("GET", "total_count", password=None)
         self.assertIn("NOAUTH", str(e.exception))
         self.assertTrue(os.path.isdir(os.path.join(n.data, "appendonlydir")))
+
+    def test_each_role_has_its_own_user_with_only_what_it_needs(self):
+        ss, first, second = self.ha_set()  # replication (tally-replication) and sentinels (tally-sentinel) work
+        replica = self.user("tally-replica", "redis-replica.txt")
+        publisher = self.user("tally-publisher", "redis-publisher.txt")
+        client = self.user("tally-client", "redis-sentinel-client.txt")
+        wait_for(lambda: first.command("INCRBY", "total_count", "5", password=replica) == 5, what="the replica's INCRBY")
+        for cmd in (("SET", "total_count", "9"), ("DEL", "total_count"), ("FLUSHALL",), ("CONFIG", "SET", "appendonly", "no"),
+                    ("GET", "other"), ("EVAL", "return redis.call('SET', KEYS[1], '9')", "1", "total_count"),
+                    ("SENTINEL", "set", "tally", "quorum", "3"), ("ACL", "LIST"), ("SHUTDOWN",)):
+            with self.subTest(cmd=cmd), self.assertRaises(RuntimeError) as e:
+                first.command(*cmd, password=replica)
+            self.assertTrue(str(e.exception).startswith(("NOPERM", "ERR")), e.exception)
+        self.assertEqual(first.command("EVAL", "return redis.call('SET', KEYS[1], 'x', 'PX', 1000)", "1", "tally:lifted",
+                                       password=replica), "OK", "the lift mark is the replica's")
+        self.assertEqual(first.command("GET", "total_count", password=publisher), "5")
+        self.assertEqual(first.command("SET", "tally:publisher:leader", "t", "NX", "PX", "1000", password=publisher), "OK")
+        with self.assertRaises(RuntimeError):
+            first.command("SET", "total_count", "1", password=publisher)
+        self.assertEqual(first.command("GET", "total_count"), "5", "nothing but the INCRBY moved it")
+        # The programs' user on the sentinels asks for the master and hears failovers, no more.
+        self.assertEqual(ss[0].command("SENTINEL", "get-master-addr-by-name", "tally", password=client)[1],
+                         str(first.port))
+        for cmd in (("SENTINEL", "set", "tally", "quorum", "3"), ("SENTINEL", "failover", "tally"),
+                    ("SENTINEL", "remove", "tally"), ("CONFIG", "GET", "*")):
+            with self.subTest(cmd=cmd), self.assertRaises(RuntimeError):
+                ss[0].command(*cmd, password=client)
+        # Health checks: PING without any secret, nothing else.
+        for n in (first, ss[0]):
+            self.assertEqual(n.command("PING", password=("tally-health", "-")), "PONG")
+            with self.assertRaises(RuntimeError):
+                n.command("GET", "total_count", password=("tally-health", "-"))
+
+    def test_without_the_acl_files_one_password_still_works(self):
+        """A deployment of an earlier release has only redis_password: deprecated, still working."""
+        absent = os.path.join(self.dir, "absent")
+        n = self.image("old", REDIS_ACL_FILE=absent).start()
+        wait_for(n.answers, what="the node to start on its single password")
+        self.assertEqual(n.command("SET", "total_count", "3"), "OK")
+        self.assertIn("one password for everything (deprecated", n.output())
 
     def test_bad_settings_exit_2_with_one_line(self):
         cases = [

@@ -77,6 +77,31 @@ class SecurityTest(ClusterTest):
         rc, lines = self.b.watch("replicas/+/status", count=2)
         self.assertEqual(sorted(json.loads(x)["id"] for x in lines), ["sa", "sc"])
 
+    def test_programs_count_with_their_own_redis_users(self):
+        r = self.add(Redis(self.dir, fsync="everysec", password=PW["REDIS_PASSWORD"],
+                           acl=os.path.join(self.b.conf_dir, "redis-auth.conf"))).start()
+        secrets = self.b.conf_dir + "/secrets/"
+        mqtt = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": PW["MQTT_REPLICA_PASSWORD"]}
+        a = self.replica(r, self.b, instance="ua", extra_env=dict(
+            mqtt, REDIS_USERNAME="tally-replica", REDIS_PASSWORD_FILE=secrets + "redis-replica.txt"))
+        self.publisher(r, self.b, "up", extra_env={
+            "MQTT_USERNAME": "tally-publisher", "MQTT_PASSWORD": PW["MQTT_PUBLISHER_PASSWORD"],
+            "REDIS_USERNAME": "tally-publisher", "REDIS_PASSWORD_FILE": secrets + "redis-publisher.txt"})
+        for _ in range(5):
+            self.assertEqual(a.count()[0], 200)
+        self.assertEqual(r.total(), 5)
+        wait_for(lambda: self.b.watch("total_count")[1] == ["5"], what="the publisher (its own user) to publish")
+        self.assertNotIn("REDIS_PASSWORD without REDIS_USERNAME", a.output())
+        # The default user's single password still works, with a warning.
+        old = self.replica(r, self.b, instance="uo", extra_env=dict(mqtt, REDIS_PASSWORD=PW["REDIS_PASSWORD"]))
+        self.assertEqual(old.count()[0], 200)
+        self.assertEqual(old.output().count("REDIS_PASSWORD without REDIS_USERNAME authenticates as Redis's default user"), 1)
+        # A wrong user is named in the log, and the replica stays unready.
+        bad = self.replica(r, self.b, instance="ub", ready=False, extra_env=dict(
+            mqtt, REDIS_USERNAME="tally-publisher", REDIS_PASSWORD_FILE=secrets + "redis-replica.txt"))
+        wait_for(lambda: "check REDIS_USERNAME and REDIS_PASSWORD" in bad.output(), what="a clear log line")
+        self.assertEqual(bad.get("/readyz")[0], 503)
+
     def test_wrong_mqtt_password_keeps_a_replica_unready(self):
         r = self.add(Redis(self.dir, fsync="everysec")).start()
         rep = self.replica(r, self.b, instance="bad", ready=False,
