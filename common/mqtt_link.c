@@ -84,39 +84,76 @@ static void on_connection_lost(void *context, char *cause)
     tally_warn("mqtt %s: connection lost (%s); reconnecting", link->url, cause ? cause : "no reason given");
 }
 
-/* Returns 1 when @p message carries a valid signature for @p topic under the link's secret. */
-static int authentic(const tally_mqtt_link_t *link, const char *topic, const MQTTAsync_message *message)
+static int is_property(const MQTTProperty *p, const char *name, size_t len)
+{
+    return p->identifier == MQTTPROPERTY_CODE_USER_PROPERTY && p->value.data.len == (int)len &&
+           memcmp(p->value.data.data, name, len) == 0;
+}
+
+/* Returns 1 when @p message carries a valid signature for @p topic under the link's secret,
+ * and sets *epoch to the epoch it was signed in (no epoch property: 0; a malformed one or
+ * two of them: not authentic). */
+static int authentic(const tally_mqtt_link_t *link, const char *topic, const MQTTAsync_message *message,
+                     uint64_t *epoch)
 {
     const MQTTProperties *props = &message->properties;
+    const MQTTProperty *sig = NULL;
+    int epochs = 0;
+    *epoch = 0;
     for (int i = 0; i < props->count; i++) {
         const MQTTProperty *p = &props->array[i];
-        if (p->identifier != MQTTPROPERTY_CODE_USER_PROPERTY ||
-            p->value.data.len != (int)sizeof(TALLY_SIG_PROPERTY) - 1 ||
-            memcmp(p->value.data.data, TALLY_SIG_PROPERTY, sizeof(TALLY_SIG_PROPERTY) - 1) != 0)
-            continue;
-        return tally_sign_verify(link->secret, link->secret_len, topic, message->payload,
-                                 (size_t)(message->payloadlen > 0 ? message->payloadlen : 0),
-                                 p->value.value.data,
-                                 (size_t)(p->value.value.len > 0 ? p->value.value.len : 0)) == TALLY_OK;
+        if (sig == NULL && is_property(p, TALLY_SIG_PROPERTY, sizeof(TALLY_SIG_PROPERTY) - 1)) {
+            sig = p;
+        } else if (is_property(p, TALLY_EPOCH_PROPERTY, sizeof(TALLY_EPOCH_PROPERTY) - 1)) {
+            if (epochs++ > 0 || p->value.value.len <= 0 ||
+                tally_epoch_parse(p->value.value.data, (size_t)p->value.value.len, epoch) != TALLY_OK ||
+                *epoch == 0)
+                return 0;
+        }
     }
-    return 0;
+    if (sig == NULL)
+        return 0;
+    return tally_sign_verify_epoch(link->secret, link->secret_len, *epoch, topic, message->payload,
+                                   (size_t)(message->payloadlen > 0 ? message->payloadlen : 0),
+                                   sig->value.value.data,
+                                   (size_t)(sig->value.value.len > 0 ? sig->value.value.len : 0)) == TALLY_OK;
+}
+
+void tally_mqtt_link_set_epoch(tally_mqtt_link_t *link, uint64_t epoch)
+{
+    uint64_t cur = atomic_load(&link->epoch);
+    while (epoch > cur && !atomic_compare_exchange_weak(&link->epoch, &cur, epoch))
+        ;
 }
 
 static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsync_message *message)
 {
     tally_mqtt_link_t *link = context;
     (void)topiclen;
+    uint64_t epoch = atomic_load(&link->epoch);
     atomic_fetch_add(&link->received, 1);
-    if (link->secret != NULL && link->secret_len > 0 && !authentic(link, topic, message)) {
+    int secret = link->secret != NULL && link->secret_len > 0;
+    if (secret && !authentic(link, topic, message, &epoch)) {
         unsigned long long n = atomic_fetch_add(&link->forged, 1) + 1;
         if ((n & (n - 1)) == 0)
             tally_warn("mqtt %s: dropped a%s message on %s without a valid signature (%llu dropped so far; "
                        "is someone publishing with an account that should not, or does a sender lack "
                        "CLUSTER_SECRET?)",
                        link->url, message->retained ? " retained" : "", topic, n);
-    } else if (link->on_message != NULL) {
-        link->on_message(link->data, topic, message->payload,
-                         (size_t)(message->payloadlen > 0 ? message->payloadlen : 0), message->retained);
+    } else if (secret && epoch < atomic_load(&link->epoch)) {
+        unsigned long long n = atomic_fetch_add(&link->stale_epoch, 1) + 1;
+        if ((n & (n - 1)) == 0)
+            tally_warn("mqtt %s: dropped a%s message on %s of cluster epoch %llu, older than this one's %llu "
+                       "(signed before a restore of Redis; %llu dropped so far)",
+                       link->url, message->retained ? " retained" : "", topic, (unsigned long long)epoch,
+                       (unsigned long long)atomic_load(&link->epoch), n);
+    } else {
+        if (secret)
+            tally_mqtt_link_set_epoch(link, epoch); /* a signed newer epoch: Redis was restored */
+        if (link->on_message != NULL)
+            link->on_message(link->data, topic, message->payload,
+                             (size_t)(message->payloadlen > 0 ? message->payloadlen : 0), message->retained,
+                             epoch);
     }
     MQTTAsync_freeMessage(&message);
     MQTTAsync_free(topic);
@@ -128,10 +165,21 @@ static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsyn
 static int add_signature(const tally_mqtt_link_t *link, MQTTProperties *props, const char *topic,
                          const void *payload, size_t len)
 {
-    char sig[TALLY_SIG_HEX_LEN + 1];
+    char sig[TALLY_SIG_HEX_LEN + 1], epoch_s[24];
+    uint64_t epoch = atomic_load((_Atomic uint64_t *)&link->epoch);
     if (link->secret == NULL || link->secret_len == 0)
         return TALLY_ERR;
-    tally_sign(link->secret, link->secret_len, topic, payload, len, sig);
+    tally_sign_epoch(link->secret, link->secret_len, epoch, topic, payload, len, sig);
+    if (epoch > 0) {
+        MQTTProperty e;
+        e.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
+        e.value.data.data = (char *)TALLY_EPOCH_PROPERTY;
+        e.value.data.len = (int)sizeof(TALLY_EPOCH_PROPERTY) - 1;
+        e.value.value.data = epoch_s;
+        e.value.value.len = snprintf(epoch_s, sizeof(epoch_s), "%llu", (unsigned long long)epoch);
+        if (MQTTProperties_add(props, &e) != 0)
+            return TALLY_ERR;
+    }
     MQTTProperty p;
     p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
     p.value.data.data = (char *)TALLY_SIG_PROPERTY;

@@ -40,8 +40,10 @@ typedef struct tally_mqtt_link {
     size_t secret_len;
     /* called on a paho thread after every connect, once subscriptions are requested */
     void (*on_connect)(void *data);
-    /* called on a paho thread; payload is not NUL-terminated and only valid during the call */
-    void (*on_message)(void *data, const char *topic, const void *payload, size_t len, int retained);
+    /* called on a paho thread; payload is not NUL-terminated and only valid during the call;
+     * epoch is the message's cluster epoch (with a secret: signed; without: the link's) */
+    void (*on_message)(void *data, const char *topic, const void *payload, size_t len, int retained,
+                       uint64_t epoch);
     void *data;
 
     /* any thread may read */
@@ -49,6 +51,11 @@ typedef struct tally_mqtt_link {
     atomic_int subscribed; /* every topic's SUBACK arrived on the current session */
     atomic_ullong published, publish_failures, received, connects;
     atomic_ullong forged; /* messages dropped for want of a valid signature */
+    /* The cluster epoch (sign.h) publishes are signed in: raised by the owner from Redis
+     * (tally_mqtt_link_set_epoch) and by any signed message of a newer epoch. With a
+     * secret, a message of an older epoch is dropped before on_message and counted here. */
+    _Atomic uint64_t epoch;
+    atomic_ullong stale_epoch;
 
     /* private */
     MQTTAsync client_;
@@ -62,6 +69,8 @@ typedef struct tally_mqtt_link {
 /** Sets the cluster secret (CLUSTER_SECRET, not copied) before start; an empty one is
  *  logged as a warning: nothing will be signed or checked. */
 void tally_mqtt_link_set_secret(tally_mqtt_link_t *link, const char *secret);
+/** Raises the link's cluster epoch to @p epoch (never lowers it). Any thread. */
+void tally_mqtt_link_set_epoch(tally_mqtt_link_t *link, uint64_t epoch);
 /** Creates the client and starts connecting. Returns TALLY_ERR (logged) on a bad setting. */
 int tally_mqtt_link_start(tally_mqtt_link_t *link);
 /** Retries a first connection that failed, after a backoff; call a few times per second. */

@@ -36,22 +36,57 @@ void tally_cache_init(tally_cache_t *c)
 {
     atomic_init(&c->value, 0);
     atomic_init(&c->updated_ms, 0);
+    atomic_init(&c->epoch, 0);
+    pthread_mutex_init(&c->lock_, NULL);
+}
+
+static int offer_locked(tally_cache_t *c, uint64_t v, int64_t now_ms)
+{
+    uint64_t cur = atomic_load_explicit(&c->value, memory_order_relaxed);
+    int raised = v > cur;
+    if (raised)
+        atomic_store_explicit(&c->value, v, memory_order_relaxed);
+    if (raised || v == cur)
+        atomic_store_explicit(&c->updated_ms, now_ms > 0 ? now_ms : 1, memory_order_relaxed);
+    return raised;
 }
 
 int tally_cache_offer(tally_cache_t *c, uint64_t v, int64_t now_ms)
 {
-    uint64_t cur = atomic_load_explicit(&c->value, memory_order_relaxed);
-    int raised = 0;
-    while (v > cur) {
-        if (atomic_compare_exchange_weak_explicit(&c->value, &cur, v, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            raised = 1;
-            break;
-        }
-    }
-    if (raised || v == cur)
-        atomic_store_explicit(&c->updated_ms, now_ms > 0 ? now_ms : 1, memory_order_relaxed);
+    pthread_mutex_lock(&c->lock_);
+    int raised = offer_locked(c, v, now_ms);
+    pthread_mutex_unlock(&c->lock_);
     return raised;
+}
+
+int tally_cache_offer_epoch(tally_cache_t *c, uint64_t epoch, uint64_t v, int64_t now_ms)
+{
+    int rc = 0;
+    pthread_mutex_lock(&c->lock_);
+    uint64_t cur = atomic_load_explicit(&c->epoch, memory_order_relaxed);
+    if (epoch == cur) {
+        rc = offer_locked(c, v, now_ms);
+    } else if (epoch > cur) {
+        atomic_store_explicit(&c->epoch, epoch, memory_order_relaxed);
+        atomic_store_explicit(&c->value, v, memory_order_relaxed);
+        atomic_store_explicit(&c->updated_ms, now_ms > 0 ? now_ms : 1, memory_order_relaxed);
+        rc = 2;
+    }
+    pthread_mutex_unlock(&c->lock_);
+    return rc;
+}
+
+void tally_cache_snapshot(tally_cache_t *c, uint64_t *epoch, uint64_t *value)
+{
+    pthread_mutex_lock(&c->lock_);
+    *epoch = atomic_load_explicit(&c->epoch, memory_order_relaxed);
+    *value = atomic_load_explicit(&c->value, memory_order_relaxed);
+    pthread_mutex_unlock(&c->lock_);
+}
+
+uint64_t tally_cache_epoch(const tally_cache_t *c)
+{
+    return atomic_load_explicit(&c->epoch, memory_order_relaxed);
 }
 
 uint64_t tally_cache_value(const tally_cache_t *c)

@@ -44,7 +44,7 @@ static void metrics(h2o_req_t *req)
                       (double)g_pub.stats.read_errors);
     tally_metrics_add(&m, "tally_publisher_retained_requests", "gauge",
                       "Highest total known retained (formerly tally_publisher_retained_total).",
-                      (double)atomic_load(&g_pub.floor));
+                      (double)tally_cache_value(&g_pub.floor));
     tally_metrics_add(&m, "tally_redis_connected", "gauge", "1 while Redis is connected.",
                       g_pub.redis.state == TALLY_REDIS_UP);
     tally_metrics_add(&m, "tally_redis_failovers_total", "counter",
@@ -65,6 +65,15 @@ static void metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
                       "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
                       (double)atomic_load(&g_pub.mqtt.forged));
+    tally_metrics_add(&m, "tally_mqtt_stale_epoch_dropped_total", "counter",
+                      "Signed MQTT messages dropped because they belong to an older cluster epoch (before a "
+                      "restore of Redis).",
+                      (double)atomic_load(&g_pub.mqtt.stale_epoch));
+    tally_metrics_add(
+        &m, "tally_cluster_epoch", "gauge",
+        "The cluster epoch (Redis key tally:epoch, raised after a deliberate restore) this process "
+        "publishes in.",
+        (double)tally_cache_epoch(&g_pub.floor));
     tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", ready());
     tally_metrics_process(&m, g_pub.started_wall_ms);
     if (m.failed)

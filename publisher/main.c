@@ -15,7 +15,8 @@ struct publisher g_pub;
 /* paho thread: a retained total raises the floor (retain-as-published keeps the flag on
  * totals another publisher retains while we are subscribed). Live replica totals do not:
  * the floor is what watchers get when they subscribe, and only that must never go back. */
-static void on_message(void *data, const char *topic, const void *payload, size_t len, int retained)
+static void on_message(void *data, const char *topic, const void *payload, size_t len, int retained,
+                       uint64_t epoch)
 {
     uint64_t v;
     (void)data;
@@ -25,9 +26,7 @@ static void on_message(void *data, const char *topic, const void *payload, size_
     }
     if (!retained || strcmp(topic, PUBLISHER_TOPIC) != 0 || tally_total_parse(payload, len, &v) != TALLY_OK)
         return;
-    uint64_t cur = atomic_load(&g_pub.floor);
-    while (v > cur && !atomic_compare_exchange_weak(&g_pub.floor, &cur, v))
-        ;
+    tally_cache_offer_epoch(&g_pub.floor, epoch, v, tally_now_ms());
     atomic_store(&g_pub.retained_seen, 1);
 }
 
@@ -41,30 +40,46 @@ static int publish(uint64_t v)
     return TALLY_OK;
 }
 
+/* A number from Redis: a string of digits or nil (0). */
+static int reply_number(const redisReply *r, uint64_t *v)
+{
+    *v = 0;
+    return r->type == REDIS_REPLY_STRING ? tally_total_parse(r->str, r->len, v)
+           : r->type == REDIS_REPLY_NIL  ? TALLY_OK
+                                         : TALLY_ERR;
+}
+
+/* The reply of MGET total_count tally:epoch. */
 static void on_total(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply *reply = r;
-    uint64_t v = 0;
+    uint64_t v = 0, epoch = 0;
     (void)ac, (void)privdata;
     g_pub.read_inflight = 0;
     if (reply == NULL)
         return;
-    if (reply->type == REDIS_REPLY_STRING ? tally_total_parse(reply->str, reply->len, &v) != TALLY_OK
-                                          : reply->type != REDIS_REPLY_NIL) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply_number(reply->element[0], &v) != TALLY_OK ||
+        reply_number(reply->element[1], &epoch) != TALLY_OK) {
         g_pub.stats.read_errors++;
-        tally_error("redis: key " PUBLISHER_REDIS_KEY " does not hold a total");
+        tally_error("redis: key " PUBLISHER_REDIS_KEY " or " TALLY_EPOCH_KEY " does not hold a number");
         return;
     }
     int64_t now = tally_now_ms();
+    /* A newer cluster epoch: Redis was restored on purpose (docs/operations.md). What was
+     * retained before belongs to the old epoch; the retained total starts again from Redis. */
+    tally_mqtt_link_set_epoch(&g_pub.mqtt, epoch);
+    if (tally_cache_offer_epoch(&g_pub.floor, epoch, 0, now) == 2)
+        tally_warn("redis: cluster epoch %llu (Redis was restored): the retained total starts again from "
+                   "Redis's %llu",
+                   (unsigned long long)epoch, (unsigned long long)v);
     /* Re-check: the lease may have run out while the read was in flight (a pause). */
     if (!lease_held(now) || g_pub.stopping)
         return;
-    uint64_t floor = atomic_load(&g_pub.floor);
+    uint64_t floor = tally_cache_value(&g_pub.floor);
     if (v > floor) {
         if (publish(v) == TALLY_OK) {
-            uint64_t cur = floor;
-            while (v > cur && !atomic_compare_exchange_weak(&g_pub.floor, &cur, v))
-                ;
+            tally_cache_offer_epoch(&g_pub.floor, epoch, v, now);
             g_pub.stats.publishes++;
         }
         return;
@@ -99,7 +114,8 @@ static void on_publish_timer(uv_timer_t *t)
     publisher_presence_expire();
     if (g_pub.read_inflight || g_pub.redis.state != TALLY_REDIS_UP)
         return;
-    if (redisAsyncCommand(g_pub.redis.ac, on_total, NULL, "GET " PUBLISHER_REDIS_KEY) == REDIS_OK)
+    if (redisAsyncCommand(g_pub.redis.ac, on_total, NULL, "MGET " PUBLISHER_REDIS_KEY " " TALLY_EPOCH_KEY) ==
+        REDIS_OK)
         g_pub.read_inflight = 1;
 }
 
@@ -156,7 +172,7 @@ int main(int argc, char **argv)
         snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "publisher-%.50s", cfg->instance_id);
 
     uv_loop_init(&g_pub.loop);
-    atomic_init(&g_pub.floor, 0);
+    tally_cache_init(&g_pub.floor);
     atomic_init(&g_pub.retained_seen, 0);
     tally_mqtt_link_t *mq = &g_pub.mqtt;
     mq->url = cfg->mqtt_url;

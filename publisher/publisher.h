@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http_listener.h"
 #include "mqtt_link.h"
+#include "total.h"
 #include "presence.h"
 #include "redis_link.h"
 
@@ -70,7 +71,8 @@ struct publisher {
     uv_timer_t lease_timer;
 
     /* publishing */
-    _Atomic uint64_t floor;   /* highest total known retained: never publish below it */
+    tally_cache_t
+        floor; /* highest total known retained, in the newest cluster epoch: never publish below it */
     atomic_int retained_seen; /* a retained total arrived since subscribing */
     int64_t subscribed_ms;    /* when the subscription went live (0: not live) */
     int64_t last_publish_ms;

@@ -22,11 +22,16 @@
 #include "replica.h"
 #include "resp.h"
 
-/* KEYS[1] total_count, KEYS[2] the worker's ring, KEYS[3] the lift mark; ARGV: seq, n, ring
- * size, ring TTL (ms), resend (1 if the batch was sent before), floor (the highest total this
- * replica knows of now), sent floor (the same when the batch was first sent). Only a resend
- * can find its own record: a first send skips the lookup. The ring's expiry is refreshed
- * every 256th batch. Returns {total after the batch, amount lifted, refused (0 or 1)}.
+/* KEYS[1] total_count, KEYS[2] the worker's ring, KEYS[3] the lift mark, KEYS[4] the cluster
+ * epoch; ARGV: seq, n, ring size, ring TTL (ms), resend (1 if the batch was sent before),
+ * floor (the highest total this replica knows of now), sent floor (the same when the batch
+ * was first sent), the epoch the floor belongs to. Only a resend can find its own record: a
+ * first send skips the lookup. The ring's expiry is refreshed every 256th batch. Returns
+ * {total after the batch, amount lifted, refused (0 or 1), the cluster epoch}.
+ *
+ * The epoch (tally:epoch, absent: 0) is raised by hand after a deliberate restore of an
+ * older Redis (docs/operations.md). A floor learned in another epoch than Redis's is not
+ * used: what was handed out before the restore must not lift the restored total back.
  *
  * The floor repairs a Redis that came back with less than it had handed out (an AOF that
  * lost its last second): if the total before this batch is below a total already seen,
@@ -46,6 +51,8 @@ static const char batch_script[] =
     "local seq = ARGV[1] "
     "local slot = tostring(tonumber(seq) % tonumber(ARGV[3])) "
     "local floor = tonumber(ARGV[6]) "
+    "local epoch = tonumber(redis.call('GET', KEYS[4]) or 0) or 0 "
+    "if epoch ~= tonumber(ARGV[8]) then floor = 0 end "
     "local function mark() return tonumber(redis.call('GET', KEYS[3]) or 0) or 0 end "
     "local function lift_to(before) "
     "  local lift = floor - before "
@@ -63,15 +70,15 @@ static const char batch_script[] =
     "    local sep = string.find(prev, ':', 1, true) "
     "    if sep and string.sub(prev, 1, sep - 1) == seq then "
     "      local t = string.sub(prev, sep + 1) "
-    "      if t == 'r' then return {tonumber(redis.call('GET', KEYS[1]) or 0), 0, 1} end "
-    "      return {tonumber(t), 0, 0} "
+    "      if t == 'r' then return {tonumber(redis.call('GET', KEYS[1]) or 0), 0, 1, epoch} end "
+    "      return {tonumber(t), 0, 0, epoch} "
     "    end "
     "  end "
     "  lifted = lift_to(tonumber(redis.call('GET', KEYS[1]) or 0)) "
     "  if tonumber(ARGV[7]) < mark() then "
     "    redis.call('HSET', KEYS[2], slot, seq .. ':r') "
     "    redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
-    "    return {tonumber(redis.call('GET', KEYS[1]) or 0), lifted, 1} "
+    "    return {tonumber(redis.call('GET', KEYS[1]) or 0), lifted, 1, epoch} "
     "  end "
     "end "
     "local n = tonumber(ARGV[2]) "
@@ -80,7 +87,7 @@ static const char batch_script[] =
     "total = total + more "
     "redis.call('HSET', KEYS[2], slot, seq .. ':' .. string.format('%d', total)) "
     "if ARGV[5] == '1' or tonumber(seq) % 256 == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end "
-    "return {total, lifted + more, 0}";
+    "return {total, lifted + more, 0, epoch}";
 
 /* The ring must outlast any batch that can still be retried: far more slots than batches in
  * flight, and an hour (a retry never waits longer than REDIS_TIMEOUT_MS). */
@@ -164,15 +171,24 @@ static void batch_fail(struct worker *w, struct batch *b, const char *message)
 static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata);
 static void answer_counted(struct worker *w, struct batch *b);
 
+void counter_offer(uint64_t epoch, uint64_t total, int64_t now_ms)
+{
+    tally_mqtt_link_set_epoch(&g_replica.mqtt, epoch);
+    if (tally_cache_offer_epoch(&g_replica.cache, epoch, total, now_ms) == 2)
+        tally_warn("cluster epoch %llu (Redis was restored on purpose): the cached total starts again from "
+                   "%llu; totals of earlier epochs move nothing any more",
+                   (unsigned long long)epoch, (unsigned long long)total);
+}
+
 /* Queues @p b on the connection (first send or retry). Returns TALLY_ERR if it cannot. */
 static int send_batch(struct worker *w, struct batch *b)
 {
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
-    /* The constant head was encoded when the script loaded; only the seven arguments are
+    /* The constant head was encoded when the script loaded; only the eight arguments are
      * written here (profiling showed hiredis's format-string path at ~2,000 instructions a
      * batch). */
-    char cmd[sizeof(w->batch_head) + 7 * TALLY_RESP_U64_MAX];
+    char cmd[sizeof(w->batch_head) + 8 * TALLY_RESP_U64_MAX];
     size_t len = w->batch_head_len;
     memcpy(cmd, w->batch_head, len);
     len += tally_resp_bulk_u64(cmd + len, b->seq);
@@ -180,11 +196,13 @@ static int send_batch(struct worker *w, struct batch *b)
     len += tally_resp_bulk_u64(cmd + len, RING_SLOTS);
     len += tally_resp_bulk_u64(cmd + len, RING_TTL_MS);
     len += tally_resp_bulk_u64(cmd + len, b->sends > 0);
-    uint64_t floor = tally_cache_value(&g_replica.cache);
+    uint64_t floor, epoch;
+    tally_cache_snapshot(&g_replica.cache, &epoch, &floor);
     if (b->sends == 0)
         b->sent_floor = floor;
     len += tally_resp_bulk_u64(cmd + len, floor);
     len += tally_resp_bulk_u64(cmd + len, b->sent_floor);
+    len += tally_resp_bulk_u64(cmd + len, epoch);
     if (redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, cmd, len) != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
@@ -231,15 +249,16 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         }
         return;
     }
-    long long total_reply = -1, lifted = 0, refused = 0;
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+    long long total_reply = -1, lifted = 0, refused = 0, epoch = -1;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
         reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
-        reply->element[2]->type == REDIS_REPLY_INTEGER) {
+        reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[3]->type == REDIS_REPLY_INTEGER) {
         total_reply = reply->element[0]->integer;
         lifted = reply->element[1]->integer;
         refused = reply->element[2]->integer;
+        epoch = reply->element[3]->integer;
     }
-    if (total_reply < 0 || lifted < 0 ||
+    if (total_reply < 0 || lifted < 0 || epoch < 0 ||
         (!refused && tally_batch_first(total_reply, b->n, &first) != TALLY_OK)) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
@@ -263,10 +282,11 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
                    REPLICA_REDIS_KEY, lifted);
     }
     uint64_t total = (uint64_t)total_reply;
+    b->epoch = (uint64_t)epoch;
     /* In synchronous mode a total enters the cache (and so the lift floor and MQTT) only
      * once confirmed: one a failover loses must not be taken for handed out. */
     if (g_replica.cfg.redis_wait_replicas == 0 || refused)
-        tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+        counter_offer(b->epoch, total, tally_now_ms());
     b->first = first;
     b->total = total;
     if (refused) {
@@ -337,7 +357,7 @@ static void on_wait_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct batch *b;
     while ((b = fifo_pop(&w->confirm_head, &w->confirm_tail)) != NULL) {
         if (confirmed) {
-            tally_cache_offer(&g_replica.cache, b->total, now);
+            counter_offer(b->epoch, b->total, now);
             answer_counted(w, b);
         } else if (reply == NULL && !expired(b, now) && !atomic_load(&g_replica.stopping)) {
             /* Applied on a master that is gone: resend with its id. The ring answers its
@@ -588,21 +608,28 @@ static void on_seed(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct worker *w = privdata;
     redisReply *reply = r;
-    uint64_t total = 0;
+    uint64_t total = 0, epoch = 0;
     (void)ac;
     if (reply == NULL)
         return; /* connection lost again; the link reconnects */
-    if (reply->type == REDIS_REPLY_STRING && tally_total_parse(reply->str, reply->len, &total) == TALLY_OK) {
-        /* parsed */
-    } else if (reply->type != REDIS_REPLY_NIL) {
-        tally_error("redis: key " REPLICA_REDIS_KEY " does not hold a total (%s); not serving",
+    /* MGET total_count tally:epoch: each a number or nil (0) */
+    int ok = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2;
+    for (size_t i = 0; ok && i < 2; i++) {
+        const redisReply *e = reply->element[i];
+        ok = e->type == REDIS_REPLY_NIL ||
+             (e->type == REDIS_REPLY_STRING &&
+              tally_total_parse(e->str, e->len, i == 0 ? &total : &epoch) == TALLY_OK);
+    }
+    if (!ok) {
+        tally_error("redis: key " REPLICA_REDIS_KEY " or " TALLY_EPOCH_KEY
+                    " does not hold a number (%s); not serving",
                     reply->type == REDIS_REPLY_ERROR ? reply->str : "not an integer");
         tally_redis_link_drop(&w->redis, "bad " REPLICA_REDIS_KEY);
         return;
     }
     if (w->script_sha[0] == '\0')
         return; /* the script did not load; the link is reconnecting */
-    tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+    counter_offer(epoch, total, tally_now_ms());
     if (!w->redis_seeded) {
         w->redis_seeded = 1;
         atomic_fetch_add(&g_replica.redis_ready, 1);
@@ -626,16 +653,17 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
     }
     memcpy(w->script_sha, reply->str, reply->len);
     w->script_sha[reply->len] = '\0';
-    /* 13 parts: EVALSHA sha 3 key ring mark, then seq n slots ttl resend floor sent-floor
-     * (send_batch). */
+    /* 15 parts: EVALSHA sha 4 key ring mark epoch, then seq n slots ttl resend floor
+     * sent-floor floor-epoch (send_batch). */
     char *h = w->batch_head;
-    size_t len = tally_resp_array(h, 13);
+    size_t len = tally_resp_array(h, 15);
     len += tally_resp_bulk(h + len, "EVALSHA", 7);
     len += tally_resp_bulk(h + len, w->script_sha, reply->len);
-    len += tally_resp_bulk(h + len, "3", 1);
+    len += tally_resp_bulk(h + len, "4", 1);
     len += tally_resp_bulk(h + len, REPLICA_REDIS_KEY, strlen(REPLICA_REDIS_KEY));
     len += tally_resp_bulk(h + len, w->dedup_key, strlen(w->dedup_key));
     len += tally_resp_bulk(h + len, REPLICA_LIFT_KEY, strlen(REPLICA_LIFT_KEY));
+    len += tally_resp_bulk(h + len, TALLY_EPOCH_KEY, strlen(TALLY_EPOCH_KEY));
     w->batch_head_len = len;
 }
 
@@ -647,8 +675,8 @@ void counter_on_redis_up(tally_redis_link_t *link)
      * holds the Redis total: a fresh process never knows less. */
     w->script_sha[0] = '\0';
     if (redisAsyncCommand(link->ac, on_script_loaded, w, "SCRIPT LOAD %s", batch_script) != REDIS_OK ||
-        redisAsyncCommand(link->ac, on_seed, w, "GET " REPLICA_REDIS_KEY) != REDIS_OK)
-        tally_redis_link_drop(link, "cannot send SCRIPT LOAD and GET");
+        redisAsyncCommand(link->ac, on_seed, w, "MGET " REPLICA_REDIS_KEY " " TALLY_EPOCH_KEY) != REDIS_OK)
+        tally_redis_link_drop(link, "cannot send SCRIPT LOAD and MGET");
 }
 
 void counter_on_redis_down(tally_redis_link_t *link, const char *why)

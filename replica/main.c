@@ -15,7 +15,8 @@
 struct replica g_replica;
 
 /* Runs on a paho thread: only atomics are touched. A bad payload never lowers the cache. */
-static void on_mqtt_message(void *data, const char *topic, const void *payload, size_t len, int retained)
+static void on_mqtt_message(void *data, const char *topic, const void *payload, size_t len, int retained,
+                            uint64_t epoch)
 {
     uint64_t total;
     (void)data, (void)retained;
@@ -34,7 +35,7 @@ static void on_mqtt_message(void *data, const char *topic, const void *payload, 
         return;
     }
     atomic_fetch_add_explicit(&g_replica.stats.mqtt_totals, 1, memory_order_relaxed);
-    tally_cache_offer(&g_replica.cache, total, tally_now_ms());
+    counter_offer(epoch, total, tally_now_ms());
 }
 
 static void *worker_thread(void *arg)

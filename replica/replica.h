@@ -151,6 +151,7 @@ struct batch {
     uint64_t sent_ns;      /* the same, uv_hrtime(): its round trip goes into the histogram */
     int sends;             /* how often it was sent: a resend must check the ring first */
     uint64_t sent_floor;   /* the cached total at the first send: its range lies above it */
+    uint64_t epoch;        /* the cluster epoch Redis answered it in */
     uint64_t first, total; /* REDIS_WAIT_REPLICAS: its totals, held until WAIT confirms them */
     size_t n;
     struct pending items[BATCH_MAX];
@@ -235,6 +236,9 @@ void claim_release(struct worker *w);
 /** Queues a counted request on @p w; @p done learns its result once its INCRBY returns (or at
  *  once, when it cannot be counted). The counter knows nothing of HTTP answers. */
 void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag);
+/** Offers a total learned in cluster @p epoch (Redis's answer or a signed MQTT message) to the
+ *  cache and the MQTT link: a newer epoch replaces the cached total (logged). Any thread. */
+void counter_offer(uint64_t epoch, uint64_t total, int64_t now_ms);
 /** Returns 1 when @p w could count a request now (its Redis link is up and seeded). */
 int counter_can_count(const struct worker *w);
 /** End of a loop pass: sends the open batch and publishes the newest total. */

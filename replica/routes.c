@@ -237,6 +237,15 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
                       "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
                       LOAD(mq->forged));
+    tally_metrics_add(&m, "tally_mqtt_stale_epoch_dropped_total", "counter",
+                      "Signed MQTT messages dropped because they belong to an older cluster epoch (before a "
+                      "restore of Redis).",
+                      LOAD(mq->stale_epoch));
+    tally_metrics_add(
+        &m, "tally_cluster_epoch", "gauge",
+        "The cluster epoch (Redis key tally:epoch, raised after a deliberate restore) this process "
+        "counts in.",
+        (double)tally_cache_epoch(&g_replica.cache));
     tally_metrics_add(&m, "tally_cluster_requests", "gauge",
                       "The cached cluster total (formerly tally_cluster_total).",
                       (double)tally_cache_value(&g_replica.cache));

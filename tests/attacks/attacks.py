@@ -36,6 +36,7 @@ import harness  # noqa: E402
 
 LEGIT, BYSTANDER = "127.0.0.1", "127.0.0.3"
 ATTACKER = "127.0.0.2"  # each attack speaks from its own address: 127.0.0.2, .4, .5, ...
+CLUSTER_SECRET = "attack-suite-cluster-secret-0123"
 RSS_BOUND_KIB = 8 * 1024  # a replica's RSS may grow by at most this during an attack
 
 
@@ -176,7 +177,7 @@ class Suite:
         else:
             self.redis_user = (pw,)
         self.replica_env = {"MQTT_USERNAME": "tally-replica", "MQTT_PASSWORD": "replica-pw",
-                            "REDIS_PASSWORD": self.redis_user[-1]}
+                            "REDIS_PASSWORD": self.redis_user[-1], "CLUSTER_SECRET": CLUSTER_SECRET}
         if len(self.redis_user) == 2:
             self.replica_env["REDIS_USERNAME"] = self.redis_user[0]
         self.replicas = [self.replica("a%d" % i, self.replica_env) for i in (1, 2)]
@@ -244,6 +245,7 @@ class Suite:
         delta = self.redis.total() - total0
         self.load.resume()
         counted_by_attack = extra.pop("counting_attempts", 0)
+        delta += extra.pop("_restored_away", 0)  # a deliberate restore took that much away
         attempted = f["attempted"] + counted_by_attack
         lost = max(0, f["acked"] - delta)
         dup = max(0, delta - attempted)
@@ -547,8 +549,34 @@ class Suite:
         self.check(not allowed and counts, "redis: the replica's user may run %s (INCRBY: %s)" % (allowed, counts))
         return {"commands allowed": "/".join(allowed) or "none", "of": len(tries), "INCRBY allowed": counts}
 
+    def attack_epoch(self):
+        """Item 7: the operator restores an older Redis (5 increments fewer) and raises the
+        epoch as docs/operations.md says; then a signed total recorded before the restore is
+        replayed, retained. Neither the replicas' caches nor the replay may lift Redis back:
+        the legitimate load's requests after the restore are counted once, from the restored
+        total."""
+        import hashlib
+        import hmac
+        harness.wait_for(lambda: self.redis.total() >= 20, what="a total worth restoring")
+        self.load.pause()
+        before = self.redis.total()
+        restored = before - 5
+        self.redis.command("SET", "total_count", str(restored))
+        self.redis.command("SET", "tally:epoch", str(int(time.time())))
+        self.load.resume()
+        recorded = str(before + 1000)  # a total signed in the old epoch (any signed one is)
+        sig = hmac.new(CLUSTER_SECRET.encode(), b"tally1\0total_count\0" + recorded.encode(), hashlib.sha256).hexdigest()
+        subprocess.run(["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(self.broker.port), "-t",
+                        "total_count", "-m", recorded, "-r", "-q", "1", "-u", "tally-replica", "-P", "replica-pw",
+                        "-D", "publish", "user-property", "tally-sig", sig], check=True, timeout=10,
+                       capture_output=True)
+        time.sleep(1.0)
+        highest_after = self.redis.total()
+        return {"restored to": restored, "from": before, "replayed signed total": recorded,
+                "Redis a second later": highest_after, "_restored_away": 5}
 
-ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry", "broker", "redis"]
+
+ATTACKS = ["bodies", "slowloris", "h2c", "events", "flood", "stats", "retry", "broker", "redis", "epoch"]
 
 
 def main():

@@ -53,3 +53,32 @@ Test(sign, secret_setting)
     strcpy(v, "exactly-16-chars");
     cr_assert_eq(tally_check_secret(v, sizeof(v), why, sizeof(why)), TALLY_OK);
 }
+
+Test(sign, the_epoch_is_signed)
+{
+    char e0[TALLY_SIG_HEX_LEN + 1], plain[TALLY_SIG_HEX_LEN + 1], e5[TALLY_SIG_HEX_LEN + 1];
+    tally_sign_epoch(KEY, strlen(KEY), 0, "total_count", "42", 2, e0);
+    tally_sign(KEY, strlen(KEY), "total_count", "42", 2, plain);
+    cr_assert_str_eq(e0, plain, "epoch 0 is the original form");
+    tally_sign_epoch(KEY, strlen(KEY), 5, "total_count", "42", 2, e5);
+    /* HMAC-SHA256(KEY, "tally2\0" "5\0total_count\0" "42"), computed with Python's hmac */
+    cr_assert_str_eq(e5, "ef6d97a457c6a629855c73d4760313add9da3c886171a3cd0fb7635ab03bf3f4");
+    cr_assert_eq(tally_sign_verify_epoch(KEY, strlen(KEY), 5, "total_count", "42", 2, e5, TALLY_SIG_HEX_LEN),
+                 TALLY_OK);
+    cr_assert_eq(tally_sign_verify_epoch(KEY, strlen(KEY), 6, "total_count", "42", 2, e5, TALLY_SIG_HEX_LEN),
+                 TALLY_ERR, "another epoch");
+    cr_assert_eq(tally_sign_verify_epoch(KEY, strlen(KEY), 0, "total_count", "42", 2, e5, TALLY_SIG_HEX_LEN),
+                 TALLY_ERR, "the property dropped");
+}
+
+Test(sign, epoch_parse)
+{
+    uint64_t v = 99;
+    cr_assert_eq(tally_epoch_parse("1764768000", 10, &v), TALLY_OK);
+    cr_assert_eq(v, 1764768000);
+    cr_assert_eq(tally_epoch_parse("", 0, &v), TALLY_ERR);
+    cr_assert_eq(tally_epoch_parse("01", 2, &v), TALLY_ERR);
+    cr_assert_eq(tally_epoch_parse("1a", 2, &v), TALLY_ERR);
+    cr_assert_eq(tally_epoch_parse("9223372036854775808", 19, &v), TALLY_ERR);
+    cr_assert_eq(tally_epoch_parse("9223372036854775807", 19, &v), TALLY_OK);
+}

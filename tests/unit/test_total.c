@@ -142,3 +142,21 @@ Test(backoff, doubles_with_jitter_and_resets)
     d1 = tally_backoff_next(&b);
     cr_assert(d1 >= 100 && d1 <= 125, "after reset %u", d1);
 }
+
+Test(cache, a_newer_epoch_replaces_an_older_one_is_ignored)
+{
+    tally_cache_t c;
+    tally_cache_init(&c);
+    cr_assert_eq(tally_cache_offer_epoch(&c, 0, 10, 100), 1);
+    cr_assert_eq(tally_cache_offer_epoch(&c, 7, 4, 200), 2, "a restore: the lower total of the new epoch");
+    cr_assert_eq(tally_cache_value(&c), 4);
+    cr_assert_eq(tally_cache_epoch(&c), 7);
+    cr_assert_eq(tally_cache_offer_epoch(&c, 0, 1000, 300), 0, "an old epoch moves nothing");
+    cr_assert_eq(tally_cache_value(&c), 4);
+    cr_assert_eq(tally_cache_offer(&c, 6, 400), 1, "offers without an epoch are in the current one");
+    cr_assert_eq(tally_cache_offer_epoch(&c, 7, 5, 500), 0);
+    uint64_t e, v;
+    tally_cache_snapshot(&c, &e, &v);
+    cr_assert_eq(e, 7);
+    cr_assert_eq(v, 6);
+}
