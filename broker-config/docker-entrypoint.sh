@@ -22,5 +22,5 @@ done
   --port 1883 --watch-port 1884 --ws-port 9001 --watch-tls-port 8884 --wss-port 9443
 rm -rf /mosquitto/config/secrets /mosquitto/config/redis-auth.conf /mosquitto/config/watcher \
   /mosquitto/config/watcher-tls
-chown -R mosquitto:mosquitto /mosquitto
+chown -R mosquitto:mosquitto /mosquitto/config /mosquitto/data  # the rest of / is read-only
 exec mosquitto -c /mosquitto/config/mosquitto.conf

@@ -115,7 +115,7 @@ class RedisFaultTest(ClusterTest):
         good = self.replica(r, b, instance="good", extra_env={"REDIS_PASSWORD": "pw-123"})
         self.assertEqual(good.count()[0], 200)
         self.assertEqual(bad.get("/readyz")[0], 503)
-        wait_for(lambda: "check REDIS_PASSWORD" in bad.output(), what="a clear auth error in the log")
+        wait_for(lambda: "check REDIS_USERNAME and REDIS_PASSWORD" in bad.output(), what="a clear auth error in the log")
 
 
 class BrokerFaultTest(ClusterTest):

@@ -128,6 +128,13 @@ for p in 1884 9001; do # cleartext watcher ports: the host's loopback only
   case "$pub" in 127.0.0.1:*) ;; *) log "compose: cleartext watcher port $p published on $pub, not loopback"; exit 1 ;; esac
 done
 log "compose: cleartext watcher ports 1884 and 9001 on loopback only"
+# Every container read-only, without capabilities beyond its entrypoint's, memory-limited.
+for cid in $(docker-compose -p "${stack}c" -f "$root/docker-compose.yml" ps -q); do
+  hc=$(docker inspect -f '{{.Name}} ro={{.HostConfig.ReadonlyRootfs}} drop={{.HostConfig.CapDrop}} mem={{.HostConfig.Memory}} pids={{.HostConfig.PidsLimit}} nnp={{.HostConfig.SecurityOpt}}' "$cid")
+  case "$hc" in *"ro=true drop=[ALL] mem=0"*|*"mem=0 "*) log "compose: no memory limit: $hc"; exit 1 ;; esac
+  case "$hc" in *"ro=true drop=[ALL] "*"no-new-privileges:true"*) ;; *) log "compose: not locked down: $hc"; exit 1 ;; esac
+done
+log "compose: every container read-only, capabilities dropped, no-new-privileges, memory and pids limits"
 docker-compose -p "${stack}c" -f "$root/docker-compose.yml" down -v >/dev/null 2>&1
 compose_up=""
 
@@ -150,5 +157,14 @@ log "three sentinels healthy, no Redis node yet; starting the nodes"
 docker service scale "${stack}_redis=1" "${stack}_redis-2=1" "${stack}_redis-3=1" >/dev/null 2>&1
 python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
   --watch-port "$TALLY_WATCH_TLS_PORT" --watcher-options "$work/broker/watcher-tls" ${TALLY_SWARM_CHECK_ARGS:-}
+# The stack's tasks: read-only roots, capabilities dropped, every secret mode 0400.
+for svc in replica publisher broker redis sentinel-1 lb; do
+  cid=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_$svc" | head -1)
+  hc=$(docker inspect -f 'ro={{.HostConfig.ReadonlyRootfs}} drop={{.HostConfig.CapDrop}}' "$cid")
+  [ "$hc" = "ro=true drop=[ALL]" ] || { log "swarm: $svc is not locked down ($hc)"; exit 1; }
+  modes=$(docker exec "$cid" sh -c 'stat -L -c %a /run/secrets/*' | sort -u | tr '\n' ' ')
+  [ "$modes" = "400 " ] || { log "swarm: $svc's secrets have modes $modes"; exit 1; }
+done
+log "swarm: every task read-only, capabilities dropped, secrets mode 0400"
 log "passed in $((SECONDS - t0)) s"
 echo "1 passed, 0 failed"
