@@ -506,7 +506,8 @@ class Suite:
         attempts = 12
         try:
             for _ in range(attempts):
-                argv = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.watch_port), "-i", victim.instance, "-t",
+                # unbuffered: the process is killed, and its "received CONNACK" line must be out by then
+                argv = ["stdbuf", "-o0", "mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.watch_port), "-i", victim.instance, "-t",
                         "total_count", "-u", "watcher", "-P", "watcher-pw", "-d"]
                 taker = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 deadline = time.monotonic() + 0.4
