@@ -4,6 +4,14 @@
 # Without either the page is locked with a random password nobody knows, and one line says
 # so: the stats are never open.
 set -eu
+# The per-source shares (docker/haproxy.cfg): whole numbers above 0, or unset for the defaults.
+for v in EDGE_SOURCE_CONNS EDGE_SOURCE_RATE EDGE_SOURCE_EVENTS; do
+  eval "val=\${$v:-}"
+  case "$val" in
+    "") ;;
+    *[!0-9]* | 0*) echo "lb: $v must be a whole number above 0, not '$val'" >&2; exit 2 ;;
+  esac
+done
 file=${LB_STATS_PASSWORD_FILE:-/run/secrets/lb_stats_password}
 if [ -z "${LB_STATS_PASSWORD:-}" ] && [ -r "$file" ]; then
   LB_STATS_PASSWORD=$(cat "$file")

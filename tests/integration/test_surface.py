@@ -2,10 +2,12 @@
 announces a body is refused before the body is read, the HTTP/1 upgrade to h2c is not
 offered, HTTP/2 streams per connection are few, open connections are capped without
 stopping the ones the process has, and an event stream ends after its lifetime."""
+import os
 import socket
+import subprocess
 import time
 
-from harness import TEXT_RE, ClusterTest, raw_exchange, wait_for
+from harness import ROOT, TEXT_RE, ClusterTest, raw_exchange, wait_for
 
 
 def raw(port, data, timeout=3.0):
@@ -123,3 +125,15 @@ class PublisherSurfaceTest(ClusterTest):
                      b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", timeout=1)
         self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:200])
         self.assertEqual(pub.metric("tally_http_connection_cap_reached_total"), 0)
+
+
+class EdgeSettingsTest(ClusterTest):
+    def test_a_bad_share_is_one_line_and_exit_2(self):
+        entry = os.path.join(ROOT, "docker", "lb-entrypoint.sh")
+        for var, value in (("EDGE_SOURCE_RATE", "lots"), ("EDGE_SOURCE_CONNS", "0"), ("EDGE_SOURCE_EVENTS", "-3"),
+                           ("EDGE_SOURCE_RATE", "08")):
+            with self.subTest(var=var, value=value):
+                p = subprocess.run(["sh", entry], env=dict(os.environ, **{var: value, "LB_CONFIG": "/nonexistent"}),
+                                   capture_output=True, text=True, timeout=10)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertEqual(p.stderr.strip().splitlines(), ["lb: %s must be a whole number above 0, not '%s'" % (var, value)])
