@@ -198,10 +198,10 @@ struct worker {
     int publish_timer_armed;
     uint64_t window_total; /* cached cluster total at window_start_ns (the publish rule) */
     uint64_t window_start_ns;
-    int window_valid;       /* 0 until the first window has ended: window_total means nothing before */
-    uint64_t interval_ns;   /* least time between two publishes now: 0 (eager) or the scaled interval */
-    size_t rank, ranks;     /* this replica's place among the online ones (sorted by id), their number */
-    int64_t drain_since_ms; /* when nothing was left in flight during shutdown */
+    int window_valid;        /* 0 until the first window has ended: window_total means nothing before */
+    uint64_t interval_ns;    /* least time between two publishes now: 0 (eager) or the scaled interval */
+    size_t rank, ranks;      /* this replica's place among the online ones (sorted by id), their number */
+    int64_t last_request_ms; /* uv_now() when the last request arrived (the drain's quiet time) */
     int64_t stop_deadline_ms;
 };
 

@@ -290,6 +290,7 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
     enum tally_route route = tally_route_find(req->path_normalized.base, req->path_normalized.len);
+    w->last_request_ms = (int64_t)uv_now(&w->loop);
     atomic_fetch_add_explicit(&g_replica.stats.route_requests[route], 1, memory_order_relaxed);
 
     if (route == TALLY_ROUTE_UNKNOWN) {

@@ -8,6 +8,7 @@
 #include "replica.h"
 
 #define WATCHDOG_MS 50
+#define DRAIN_IDLE_MS 200 /* no request for this long while draining: the rest are idle */
 
 static void on_flush(uv_check_t *check)
 {
@@ -42,15 +43,13 @@ static void on_watchdog(uv_timer_t *t)
         claim_tick(w, now);
     if (!atomic_load(&g_replica.stopping))
         return;
-    /* Draining: requests in flight get their answers; idle keep-alive connections get a
-     * short grace to close, since HTTP/1 has no way to tell them to go. */
-    if (w->waiting != 0 || (w->open != NULL && w->open->n != 0)) {
-        w->drain_since_ms = 0;
-    } else if (w->drain_since_ms == 0) {
-        w->drain_since_ms = now;
-    }
-    if ((w->drain_since_ms != 0 && (w->listener.conns == 0 || now - w->drain_since_ms >= 200)) ||
-        now >= w->stop_deadline_ms) {
+    /* Draining: requests in flight get their answers. HTTP/1 cannot tell an idle keep-alive
+     * connection to go (its next answer says Connection: close), so the worker ends once no
+     * request has arrived for DRAIN_IDLE_MS. The quiet time is measured from the last request,
+     * not sampled on these ticks: a busy worker is idle at most instants between two batches. */
+    int busy = w->waiting != 0 || (w->open != NULL && w->open->n != 0);
+    int64_t quiet = (int64_t)uv_now(&w->loop) - w->last_request_ms;
+    if ((!busy && (w->listener.conns == 0 || quiet >= DRAIN_IDLE_MS)) || now >= w->stop_deadline_ms) {
         if (w->waiting != 0)
             tally_warn("shutdown: %zu requests still waiting for Redis after %d ms", w->waiting,
                        g_replica.cfg.shutdown_timeout_ms);
@@ -64,7 +63,7 @@ static void on_wakeup(uv_async_t *a)
     tally_http_unlisten(&w->listener);
     h2o_context_request_shutdown(&w->ctx);
     w->stop_deadline_ms = tally_now_ms() + g_replica.cfg.shutdown_timeout_ms;
-    w->drain_since_ms = 0;
+    w->last_request_ms = (int64_t)uv_now(&w->loop);
     on_watchdog(&w->watchdog);
 }
 
