@@ -36,9 +36,12 @@ def parse_latency(text, pct):
     return float(m.group(1)) * scale
 
 
-def wrk(url, seconds, connections):
-    out = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
+def wrk(url, seconds, connections, header=None):
+    """One wrk run; with @header, every request carries that header with a value of its own
+    (bench/keyed.lua), which costs wrk a Lua call per request."""
+    script = ["-s", os.path.join(HERE, "keyed.lua")] if header else []
+    out = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency"] + script + [url] +
+                         (["--", header] if header else []), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50": parse_latency(out, 50), "p99": parse_latency(out, 99),
@@ -91,16 +94,16 @@ def main():
     workdir = tempfile.mkdtemp(prefix="tally-bench-")
     procs, watchers = [], []
     try:
-        cases = []  # (name, url, replica or None)
+        cases = []  # (name, url, replica or None, header wrk adds or None)
         static_port = harness.free_port()
         procs.append(harness.Proc("static", [static_bin, str(static_port)], workdir).start())
         harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
                                                 capture_output=True).returncode == 0, what="static h2o")
-        cases.append(("h2o static answer (ceiling)", "http://127.0.0.1:%d/" % static_port, None))
+        cases.append(("h2o static answer (ceiling)", "http://127.0.0.1:%d/" % static_port, None, None))
         nginx = start_nginx(workdir, harness.free_port())
         if nginx:
             procs.append(nginx)
-            cases.append(("nginx `return 200`, 1 worker", nginx_url(workdir), None))
+            cases.append(("nginx `return 200`, 1 worker", nginx_url(workdir), None, None))
 
         broker = harness.Broker(workdir).start()
         procs.append(broker)
@@ -112,21 +115,46 @@ def main():
                                   extra_env={"LOG_LEVEL": "warn"}).start()
             procs.append(rep)
             cases.append(("replica + Redis (appendfsync %s) + MQTT" % fsync, "http://127.0.0.1:%d/" % rep.port,
-                          rep))
+                          rep, None))
+            if fsync == "everysec":
+                plain_rep = rep
+        # Idempotency-Key: every request keyed, on a replica with a Redis of its own (its
+        # memory per key is measured), against the same wrk work without a key. A short TTL
+        # keeps the keys of all runs from filling the machine's memory.
+        keyed_redis = harness.Redis(workdir, fsync="everysec").start()
+        procs.append(keyed_redis)
+        keyed_rep = harness.Replica(workdir, keyed_redis, broker, "bench-keyed",
+                                    extra_env={"LOG_LEVEL": "warn", "IDEMPOTENCY_TTL_S": "10"}).start()
+        procs.append(keyed_rep)
+        cases.append(("replica (everysec), wrk adds a header of its own to every request, no key",
+                      "http://127.0.0.1:%d/" % plain_rep.port, plain_rep, "X-Padding"))
+        cases.append(("replica (everysec), every request keyed (`Idempotency-Key`, TTL 10 s)",
+                      "http://127.0.0.1:%d/" % keyed_rep.port, keyed_rep, "Idempotency-Key"))
+        key_memory = []  # bytes per key after each keyed run
+        before_keys = [0.0]
 
         # Warm-up, then interleaved measured runs. A replica's batch and publish counts are
         # taken around each run, so the notes belong to one connection count.
-        for _, url, _ in cases:
-            wrk(url, 1, conns[0])
+        for _, url, _, header in cases:
+            wrk(url, 1, conns[0], header)
         keys = ("tally_redis_batches_total", "tally_redis_batched_requests_total",
                 "tally_mqtt_messages_published_total")
-        results = {(name, c): [] for name, _, _ in cases for c in conns}
-        counts = {(name, c): [0.0] * len(keys) for name, _, _ in cases for c in conns}
+        results = {(name, c): [] for name, _, _, _ in cases for c in conns}
+        counts = {(name, c): [0.0] * len(keys) for name, _, _, _ in cases for c in conns}
         for run in range(args.runs):
             for c in conns:
-                for name, url, rep in cases:
+                for name, url, rep, header in cases:
                     before = [rep.metric(k) for k in keys] if rep else None
-                    results[(name, c)].append(wrk(url, args.seconds, c))
+                    if rep is keyed_rep:  # the keys of earlier runs expire first
+                        harness.wait_for(lambda: keyed_redis.command("DBSIZE") <= 16, timeout=30,
+                                         what="the keys of the last run to expire")
+                        mem0 = redis_memory(keyed_redis)
+                    results[(name, c)].append(wrk(url, args.seconds, c, header))
+                    if rep is keyed_rep:
+                        stored = keyed_rep.metric("tally_idempotency_keys_stored_total") - before_keys[0]
+                        before_keys[0] += stored
+                        held = keyed_redis.command("DBSIZE")
+                        key_memory.append((redis_memory(keyed_redis) - mem0) / max(held - 3, 1))
                     if rep:
                         counts[(name, c)] = [t + rep.metric(k) - b for t, k, b in zip(counts[(name, c)], keys, before)]
             print("run %d/%d done" % (run + 1, args.runs), file=sys.stderr)
@@ -135,7 +163,7 @@ def main():
         rows = []
         for c in conns:
             ceiling = rps_of[(cases[0][0], c)]
-            for name, url, rep in cases:
+            for name, url, rep, _ in cases:
                 rs = results[(name, c)]
                 extra = ""
                 if rep is not None:
@@ -151,7 +179,13 @@ def main():
         header = ("| connections | case | req/s | p50 ms | p99 ms | vs ceiling | notes |\n"
                   "|---:|---|---:|---:|---:|---:|---|")
         table = header + "\n" + "\n".join(rows)
-        names = [n for n, _, _ in cases]
+        keyed_cost = " / ".join("%.0f%%" % (100 * rps_of[(cases[-1][0], c)] / rps_of[(cases[-2][0], c)])
+                                for c in conns)
+        table += ("\n\nEvery request keyed, against the same wrk work without a key, at %s connections: %s of "
+                  "its req/s. Redis memory per key held: median %.0f bytes (%.0f MB per million keys; %d runs)." % (
+                      " / ".join(map(str, conns)), keyed_cost, statistics.median(key_memory),
+                      statistics.median(key_memory), len(key_memory)))
+        names = [n for n, _, _, _ in cases if not n.startswith("replica (everysec), ")]
 
         def ratio(name):
             return " / ".join("%.0f%%" % (100 * rps_of[(name, c)] / rps_of[(names[0], c)]) for c in conns)
@@ -197,6 +231,11 @@ def main():
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def redis_memory(redis):
+    info = redis.command("INFO", "memory")
+    return int(re.search(r"^used_memory:(\d+)", info, re.M).group(1))
 
 
 def nginx_url(workdir):

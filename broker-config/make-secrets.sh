@@ -108,7 +108,7 @@ cp "$here/acl-services" "$here/acl-watchers" "$out/"
 # could INCRBY it: EVALSHA needs its keys writable; raising the epoch only stops lifts);
 # the publisher reads total_count and holds its lease; the others touch no key.
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-acl_replica='resetchannels resetkeys ~total_count ~tally:batches:* ~tally:lifted ~tally:instance:* ~tally:epoch -@all +auth +hello +ping +role +get +mget +incrby +eval +evalsha +script|load +wait (~tally:batches:* ~tally:lifted ~tally:instance:* +set +hget +hset +pexpire +pttl +del)'
+acl_replica='resetchannels resetkeys ~total_count ~tally:batches:* ~tally:lifted ~tally:instance:* ~tally:epoch ~tally:idem:* -@all +auth +hello +ping +role +get +mget +incrby +eval +evalsha +script|load +wait (~tally:batches:* ~tally:lifted ~tally:instance:* ~tally:idem:* +set +hget +hset +pexpire +pttl +del)'
 acl_publisher='resetchannels resetkeys %R~total_count %R~tally:epoch ~tally:publisher:* -@all +auth +hello +ping +role +get +mget +set +eval +evalsha +pexpire +del'
 acl_sentinel='allchannels resetkeys -@all +auth +hello +ping +info +role +publish +subscribe +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +script|kill'
 acl_replication='resetchannels resetkeys -@all +auth +ping +psync +replconf'

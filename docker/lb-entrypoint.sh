@@ -12,6 +12,10 @@ for v in EDGE_SOURCE_CONNS EDGE_SOURCE_RATE EDGE_SOURCE_EVENTS; do
     *[!0-9]* | 0*) echo "lb: $v must be a whole number above 0, not '$val'" >&2; exit 2 ;;
   esac
 done
+case "${EDGE_IDEMPOTENCY_KEYS:-off}" in
+  on | off) ;;
+  *) echo "lb: EDGE_IDEMPOTENCY_KEYS must be on or off, not '$EDGE_IDEMPOTENCY_KEYS'" >&2; exit 2 ;;
+esac
 file=${LB_STATS_PASSWORD_FILE:-/run/secrets/lb_stats_password}
 if [ -z "${LB_STATS_PASSWORD:-}" ] && [ -r "$file" ]; then
   LB_STATS_PASSWORD=$(cat "$file")

@@ -18,16 +18,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idempotency.h"
 #include "log.h"
 #include "replica.h"
 #include "resp.h"
 
+/* The fate of an Idempotency-Key in its batch (struct pending's key_state). */
+enum {
+    KEY_SENT,   /* no answer from Redis yet */
+    KEY_STORED, /* new: counted by this batch, its answer stored with it */
+    KEY_REPLAY, /* Redis held an answer: not counted, that answer is given */
+    KEY_GONE,   /* the batch was applied, but the key's answer is not in Redis any more */
+};
+
 /* KEYS[1] total_count, KEYS[2] the worker's ring, KEYS[3] the lift mark, KEYS[4] the cluster
- * epoch; ARGV: seq, n, ring size, ring TTL (ms), resend (1 if the batch was sent before),
+ * epoch, KEYS[5..] the batch's Idempotency-Keys (tally:idem:K, each once); ARGV: seq, n (the
+ * requests without a key), ring size, ring TTL (ms), resend (1 if the batch was sent before),
  * floor (the highest total this replica knows of now), sent floor (the same when the batch
- * was first sent), the epoch the floor belongs to. Only a resend can find its own record: a
- * first send skips the lookup. The ring's expiry is refreshed every 256th batch. Returns
- * {total after the batch, amount lifted, refused (0 or 1), the cluster epoch}.
+ * was first sent), the epoch the floor belongs to; with keys also: the keys' TTL (ms), this
+ * instance, then each key's N. Only a resend can find its own record: a first send skips the
+ * lookup. The ring's expiry is refreshed every 256th batch. Returns {total after the batch,
+ * amount lifted, refused (0 or 1), the cluster epoch}, and with keys a fifth element: for
+ * each key, its M if this call stored its answer, else the answer Redis held ("N M
+ * instance") or nil.
+ *
+ * Idempotency-Keys: a key Redis does not hold is new: it counts, and its answer is written
+ * in this same call, so the count and the key move together or not at all. A key Redis holds
+ * counts nothing and gets its stored answer. The requests without a key take the top of the
+ * batch's range, so a resend that finds its record can still hand them their totals; its
+ * keys' answers are read back.
  *
  * The epoch (tally:epoch, absent: 0) is raised by hand after a deliberate restore of an
  * older Redis (docs/operations.md). A floor learned in another epoch than Redis's is not
@@ -53,6 +72,15 @@ static const char batch_script[] =
     "local floor = tonumber(ARGV[6]) "
     "local epoch = tonumber(redis.call('GET', KEYS[4]) or 0) or 0 "
     "if epoch ~= tonumber(ARGV[8]) then floor = 0 end "
+    "local nk = #KEYS - 4 "
+    "local function reply(total, lifted, refused, answers) "
+    "  if nk == 0 then return {total, lifted, refused, epoch} end "
+    "  if not answers then "
+    "    answers = {} "
+    "    for i = 1, nk do answers[i] = redis.call('GET', KEYS[4 + i]) end "
+    "  end "
+    "  return {total, lifted, refused, epoch, answers} "
+    "end "
     "local function mark() return tonumber(redis.call('GET', KEYS[3]) or 0) or 0 end "
     "local function lift_to(before) "
     "  local lift = floor - before "
@@ -70,24 +98,38 @@ static const char batch_script[] =
     "    local sep = string.find(prev, ':', 1, true) "
     "    if sep and string.sub(prev, 1, sep - 1) == seq then "
     "      local t = string.sub(prev, sep + 1) "
-    "      if t == 'r' then return {tonumber(redis.call('GET', KEYS[1]) or 0), 0, 1, epoch} end "
-    "      return {tonumber(t), 0, 0, epoch} "
+    "      if t == 'r' then return reply(tonumber(redis.call('GET', KEYS[1]) or 0), 0, 1) end "
+    "      return reply(tonumber(t), 0, 0) "
     "    end "
     "  end "
     "  lifted = lift_to(tonumber(redis.call('GET', KEYS[1]) or 0)) "
     "  if tonumber(ARGV[7]) < mark() then "
     "    redis.call('HSET', KEYS[2], slot, seq .. ':r') "
     "    redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
-    "    return {tonumber(redis.call('GET', KEYS[1]) or 0), lifted, 1, epoch} "
+    "    return reply(tonumber(redis.call('GET', KEYS[1]) or 0), lifted, 1) "
     "  end "
     "end "
-    "local n = tonumber(ARGV[2]) "
+    "local answers, fresh = {}, 0 "
+    "for i = 1, nk do "
+    "  answers[i] = redis.call('GET', KEYS[4 + i]) "
+    "  if not answers[i] then fresh = fresh + 1 end "
+    "end "
+    "local n = tonumber(ARGV[2]) + fresh "
     "local total = redis.call('INCRBY', KEYS[1], n) "
     "local more = lift_to(total - n) "
     "total = total + more "
     "redis.call('HSET', KEYS[2], slot, seq .. ':' .. string.format('%d', total)) "
     "if ARGV[5] == '1' or tonumber(seq) % 256 == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end "
-    "return {total, lifted + more, 0, epoch}";
+    "local m = total - n "
+    "for i = 1, nk do "
+    "  if not answers[i] then "
+    "    m = m + 1 "
+    "    redis.call('SET', KEYS[4 + i], ARGV[10 + i] .. ' ' .. string.format('%d', m) .. ' ' .. ARGV[10], "
+    "               'PX', ARGV[9]) "
+    "    answers[i] = m "
+    "  end "
+    "end "
+    "return reply(total, lifted + more, 0, answers)";
 
 /* The ring must outlast any batch that can still be retried: far more slots than batches in
  * flight, and an hour (a retry never waits longer than REDIS_TIMEOUT_MS). */
@@ -138,13 +180,20 @@ static h2o_req_t *detach(struct pending *p)
 static struct batch *batch_new(struct worker *w)
 {
     struct batch *b = w->free_batches;
-    if (b != NULL)
+    if (b != NULL) {
         w->free_batches = b->next;
-    else if ((b = malloc(sizeof(*b))) == NULL)
-        return NULL;
+    } else {
+        if ((b = malloc(sizeof(*b))) == NULL)
+            return NULL;
+        b->keys = NULL; /* grown by the first key, kept across reuse */
+        b->keys_cap = 0;
+    }
     b->next = NULL;
     b->worker = w;
     b->n = 0;
+    b->nplain = 0;
+    b->nkeys = 0;
+    b->keys_len = 0;
     b->sent_ms = 0;
     return b;
 }
@@ -158,7 +207,7 @@ static void batch_release(struct worker *w, struct batch *b)
 /* Hands every request of @p b the result "not counted: @p message"; the batch is left empty. */
 static void batch_fail(struct worker *w, struct batch *b, const char *message)
 {
-    const struct counter_result failed = {0, 0, 0, message};
+    const struct counter_result failed = {.message = message};
     for (size_t i = 0; i < b->n; i++) {
         h2o_req_t *req = detach(&b->items[i]);
         if (req != NULL)
@@ -169,7 +218,9 @@ static void batch_fail(struct worker *w, struct batch *b, const char *message)
 }
 
 static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata);
-static void answer_counted(struct worker *w, struct batch *b);
+static void read_answers(struct batch *b, const redisReply *answers);
+static void batch_answer(struct worker *w, struct batch *b, int counted, const char *message);
+static long keys_append(struct batch *b, const char *bytes, size_t len);
 
 void counter_offer(uint64_t epoch, uint64_t total, int64_t now_ms)
 {
@@ -180,30 +231,91 @@ void counter_offer(uint64_t epoch, uint64_t total, int64_t now_ms)
                    (unsigned long long)epoch, (unsigned long long)total);
 }
 
+/* The eight arguments every batch carries (see batch_script). */
+static size_t put_args(char *cmd, const struct batch *b, uint64_t floor, uint64_t epoch)
+{
+    size_t len = tally_resp_bulk_u64(cmd, b->seq);
+    len += tally_resp_bulk_u64(cmd + len, b->nplain);
+    len += tally_resp_bulk_u64(cmd + len, RING_SLOTS);
+    len += tally_resp_bulk_u64(cmd + len, RING_TTL_MS);
+    len += tally_resp_bulk_u64(cmd + len, b->sends > 0);
+    len += tally_resp_bulk_u64(cmd + len, floor);
+    len += tally_resp_bulk_u64(cmd + len, b->sent_floor);
+    len += tally_resp_bulk_u64(cmd + len, epoch);
+    return len;
+}
+
+/* A batch with Idempotency-Keys: the head with 4 + k keys, the k keys, the eight arguments,
+ * the keys' TTL, this instance and each key's N. Returns the length, 0 if out of memory. */
+static size_t format_keyed(struct worker *w, const struct batch *b, uint64_t floor, uint64_t epoch)
+{
+    size_t inst = strlen(g_replica.instance);
+    size_t need = w->batch_head_len + 2 * TALLY_RESP_U64_MAX + (10 + b->nkeys) * TALLY_RESP_U64_MAX + inst +
+                  16 + b->nkeys * (sizeof(TALLY_IDEM_PREFIX) + TALLY_IDEM_KEY_MAX + 16);
+    if (need > w->keyed_cmd_cap) {
+        char *c = realloc(w->keyed_cmd, need);
+        if (c == NULL)
+            return 0;
+        w->keyed_cmd = c;
+        w->keyed_cmd_cap = need;
+    }
+    char *cmd = w->keyed_cmd;
+    /* batch_head is *15, EVALSHA, the SHA, the key count 4, then the four keys: the same
+     * with a longer array and 4 + k keys. */
+    const size_t array_len = sizeof("*15\r\n") - 1, count_len = sizeof("$1\r\n4\r\n") - 1;
+    size_t len = tally_resp_array(cmd, 15 + 2 + 2 * b->nkeys);
+    memcpy(cmd + len, w->batch_head + array_len, w->batch_head_sha_end - array_len);
+    len += w->batch_head_sha_end - array_len;
+    len += tally_resp_bulk_u64(cmd + len, 4 + b->nkeys);
+    size_t keys_at = w->batch_head_sha_end + count_len;
+    memcpy(cmd + len, w->batch_head + keys_at, w->batch_head_len - keys_at);
+    len += w->batch_head_len - keys_at;
+    char name[sizeof(TALLY_IDEM_PREFIX) + TALLY_IDEM_KEY_MAX];
+    memcpy(name, TALLY_IDEM_PREFIX, sizeof(TALLY_IDEM_PREFIX) - 1);
+    for (size_t j = 0; j < b->nkeys; j++) {
+        const struct pending *p = &b->items[b->leaders[j]];
+        memcpy(name + sizeof(TALLY_IDEM_PREFIX) - 1, b->keys + p->key_off, p->key_len);
+        len += tally_resp_bulk(cmd + len, name, sizeof(TALLY_IDEM_PREFIX) - 1 + p->key_len);
+    }
+    len += put_args(cmd + len, b, floor, epoch);
+    len += tally_resp_bulk_u64(cmd + len, (uint64_t)g_replica.cfg.idempotency_ttl_s * 1000);
+    len += tally_resp_bulk(cmd + len, g_replica.instance, inst);
+    for (size_t j = 0; j < b->nkeys; j++)
+        len += tally_resp_bulk_u64(cmd + len, b->items[b->leaders[j]].key_n);
+    return len;
+}
+
 /* Queues @p b on the connection (first send or retry). Returns TALLY_ERR if it cannot. */
 static int send_batch(struct worker *w, struct batch *b)
 {
     if (!w->redis_seeded || w->redis.ac == NULL)
         return TALLY_ERR;
-    /* The constant head was encoded when the script loaded; only the eight arguments are
-     * written here (profiling showed hiredis's format-string path at ~2,000 instructions a
-     * batch). */
-    char cmd[sizeof(w->batch_head) + 8 * TALLY_RESP_U64_MAX];
-    size_t len = w->batch_head_len;
-    memcpy(cmd, w->batch_head, len);
-    len += tally_resp_bulk_u64(cmd + len, b->seq);
-    len += tally_resp_bulk_u64(cmd + len, b->n);
-    len += tally_resp_bulk_u64(cmd + len, RING_SLOTS);
-    len += tally_resp_bulk_u64(cmd + len, RING_TTL_MS);
-    len += tally_resp_bulk_u64(cmd + len, b->sends > 0);
     uint64_t floor, epoch;
     tally_cache_snapshot(&g_replica.cache, &epoch, &floor);
-    if (b->sends == 0)
+    if (b->sends == 0) {
         b->sent_floor = floor;
-    len += tally_resp_bulk_u64(cmd + len, floor);
-    len += tally_resp_bulk_u64(cmd + len, b->sent_floor);
-    len += tally_resp_bulk_u64(cmd + len, epoch);
-    if (redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, cmd, len) != REDIS_OK)
+        /* A keyed answer is written in Redis with its N, so the N is taken now, once. */
+        if (b->nkeys > 0) {
+            uint64_t base = atomic_fetch_add_explicit(&g_replica.served, b->nkeys, memory_order_relaxed);
+            for (size_t j = 0; j < b->nkeys; j++)
+                b->items[b->leaders[j]].key_n = base + j + 1;
+        }
+    }
+    int rc;
+    if (b->nkeys == 0) {
+        /* The constant head was encoded when the script loaded; only the eight arguments
+         * are written here (profiling showed hiredis's format-string path at ~2,000
+         * instructions a batch). */
+        char cmd[sizeof(w->batch_head) + 8 * TALLY_RESP_U64_MAX];
+        memcpy(cmd, w->batch_head, w->batch_head_len);
+        size_t len = w->batch_head_len + put_args(cmd + w->batch_head_len, b, floor, epoch);
+        rc = redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, cmd, len);
+    } else {
+        size_t len = format_keyed(w, b, floor, epoch);
+        rc = len == 0 ? REDIS_ERR
+                      : redisAsyncFormattedCommand(w->redis.ac, on_batch_reply, b, w->keyed_cmd, len);
+    }
+    if (rc != REDIS_OK)
         return TALLY_ERR;
     b->sent_ms = tally_now_ms();
     b->sent_ns = uv_hrtime();
@@ -250,16 +362,22 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     long long total_reply = -1, lifted = 0, refused = 0, epoch = -1;
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
+    const redisReply *answers = NULL;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == (b->nkeys > 0 ? 5u : 4u) &&
         reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
         reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[3]->type == REDIS_REPLY_INTEGER) {
         total_reply = reply->element[0]->integer;
         lifted = reply->element[1]->integer;
         refused = reply->element[2]->integer;
         epoch = reply->element[3]->integer;
+        if (b->nkeys > 0) {
+            answers = reply->element[4];
+            if (answers->type != REDIS_REPLY_ARRAY || answers->elements != b->nkeys)
+                total_reply = -1;
+        }
     }
     if (total_reply < 0 || lifted < 0 || epoch < 0 ||
-        (!refused && tally_batch_first(total_reply, b->n, &first) != TALLY_OK)) {
+        (!refused && b->nplain > 0 && tally_batch_first(total_reply, b->nplain, &first) != TALLY_OK)) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_errors, 1, memory_order_relaxed);
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
             tally_error("redis: the increment failed: %s", reply->str);
@@ -273,6 +391,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         batch_release(w, b);
         return;
     }
+    if (answers != NULL)
+        read_answers(b, answers);
 
     if (lifted > 0) {
         atomic_fetch_add_explicit(&g_replica.stats.redis_lifted, (unsigned long long)lifted,
@@ -294,37 +414,109 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *privdata)
         tally_warn("redis: lost writes were lifted back over a batch of %zu whose reply never came; not "
                    "applying it again (503: counted once or not at all, never twice)",
                    b->n);
-        batch_fail(w, b,
-                   "Redis lost writes and this request's increment may be among those restored; it was "
-                   "not applied again");
-        batch_release(w, b);
+        /* Its keys Redis still holds have their answers; the rest: 503. */
+        batch_answer(w, b, 0,
+                     "Redis lost writes and this request's increment may be among those restored; it was "
+                     "not applied again");
         return;
     }
     if (g_replica.cfg.redis_wait_replicas > 0) {
         /* Synchronous mode: applied on the master, answered once the WAIT sent after it
          * confirms the replicas hold it (on_wait_reply). */
-        b->first = first;
-        b->total = total;
         fifo_push(&w->confirm_head, &w->confirm_tail, b);
         return;
     }
-    answer_counted(w, b);
+    batch_answer(w, b, 1, NULL);
 }
 
-/* Every request of @p b gets its M; the batch goes back to the free list. */
-static void answer_counted(struct worker *w, struct batch *b)
+/* The fifth element of a keyed batch's reply: for each key, its M (stored by this call), or
+ * the answer Redis held ("N M instance"), or nil. */
+static void read_answers(struct batch *b, const redisReply *answers)
 {
-    uint64_t first = b->first, total = b->total;
-    if (total > w->newest_total)
-        w->newest_total = total;
-    for (size_t i = 0; i < b->n; i++) {
-        h2o_req_t *req = detach(&b->items[i]);
-        /* A request whose client left was still counted in Redis: it keeps its M, unseen. */
-        if (req != NULL) {
-            struct counter_result ok = {1, 0, first + i, NULL};
-            ok.n = atomic_fetch_add_explicit(&g_replica.served, 1, memory_order_relaxed) + 1;
-            b->items[i].done(req, b->items[i].tag, &ok);
+    size_t inst_len = strlen(g_replica.instance);
+    for (size_t j = 0; j < b->nkeys; j++) {
+        struct pending *p = &b->items[b->leaders[j]];
+        const redisReply *e = answers->element[j];
+        tally_idem_answer_t a;
+        p->key_state = KEY_GONE;
+        if (e->type == REDIS_REPLY_INTEGER && e->integer > 0) {
+            p->key_state = KEY_STORED;
+            p->key_m = (uint64_t)e->integer;
+        } else if (e->type == REDIS_REPLY_STRING && tally_idem_answer_parse(e->str, e->len, &a) == TALLY_OK &&
+                   a.instance_len <= UINT16_MAX) {
+            if (b->sends > 1 && a.n == p->key_n && a.instance_len == inst_len &&
+                memcmp(a.instance, g_replica.instance, inst_len) == 0) {
+                /* A resend of a batch Redis had applied: the answer is this request's own. */
+                p->key_state = KEY_STORED;
+                p->key_m = a.m;
+                continue;
+            }
+            long off = keys_append(b, a.instance, a.instance_len);
+            if (off < 0)
+                continue;
+            p->key_state = KEY_REPLAY;
+            p->key_n = a.n;
+            p->key_m = a.m;
+            p->inst_off = (uint32_t)off;
+            p->inst_len = (uint16_t)a.instance_len;
         }
+    }
+}
+
+/* Answers every request of @p b and returns the batch to the free list. @p counted: the
+ * requests without a key count (the top of the batch's range is theirs), else they fail with
+ * @p message. A keyed request gets its key's answer: its own, or a stored one (replayed). */
+static void batch_answer(struct worker *w, struct batch *b, int counted, const char *message)
+{
+    if (counted && b->total > w->newest_total)
+        w->newest_total = b->total;
+    size_t plain = 0;
+    unsigned long long stored = 0, replays = 0, gone = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        struct pending *it = &b->items[i];
+        struct counter_result res = {.message = message != NULL ? message : "Redis did not answer this key"};
+        if (it->lead < 0) {
+            res.counted = counted;
+            res.m = b->first + plain++;
+        } else {
+            const struct pending *lead = &b->items[it->lead];
+            int first = it->lead == (int)i;
+            switch (lead->key_state) {
+            case KEY_STORED:
+                res.counted = 1;
+                res.replayed = !first;
+                stored += first;
+                break;
+            case KEY_REPLAY:
+                res.counted = 1;
+                res.replayed = 1;
+                res.instance = b->keys + lead->inst_off;
+                res.instance_len = lead->inst_len;
+                break;
+            case KEY_GONE:
+                gone += first;
+                res.message = "this request was counted, but the answer kept for its Idempotency-Key is "
+                              "gone (expired or removed), so it cannot be given";
+                break;
+            default:
+                break;
+            }
+            replays += res.replayed;
+            res.n = lead->key_n;
+            res.m = lead->key_m;
+        }
+        /* A request whose client left was still counted in Redis: it keeps its M, unseen. */
+        h2o_req_t *req = detach(it);
+        if (req == NULL)
+            continue;
+        if (res.counted && it->lead < 0)
+            res.n = atomic_fetch_add_explicit(&g_replica.served, 1, memory_order_relaxed) + 1;
+        it->done(req, it->tag, &res);
+    }
+    if (b->nkeys > 0) {
+        atomic_fetch_add_explicit(&g_replica.stats.idem_stored, stored, memory_order_relaxed);
+        atomic_fetch_add_explicit(&g_replica.stats.idem_replays, replays, memory_order_relaxed);
+        atomic_fetch_add_explicit(&g_replica.stats.idem_gone, gone, memory_order_relaxed);
     }
     w->waiting -= b->n;
     b->n = 0;
@@ -358,7 +550,7 @@ static void on_wait_reply(redisAsyncContext *ac, void *r, void *privdata)
     while ((b = fifo_pop(&w->confirm_head, &w->confirm_tail)) != NULL) {
         if (confirmed) {
             counter_offer(b->epoch, b->total, now);
-            answer_counted(w, b);
+            batch_answer(w, b, 1, NULL);
         } else if (reply == NULL && !expired(b, now) && !atomic_load(&g_replica.stopping)) {
             /* Applied on a master that is gone: resend with its id. The ring answers its
              * total if the next master has it, or it is applied there once. */
@@ -465,14 +657,15 @@ int counter_can_count(const struct worker *w)
     return w->redis_seeded;
 }
 
-void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag)
+/* Parks @p req in the open batch; returns its item, or NULL once @p done has had a failure. */
+static struct pending *submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag)
 {
     if (!w->redis_seeded || (w->open == NULL && (w->open = batch_new(w)) == NULL)) {
         const struct counter_result failed = {
-            0, 0, 0,
-            w->redis_seeded ? "out of memory" : "Redis is not reachable; the request was not counted"};
+            .message =
+                w->redis_seeded ? "out of memory" : "Redis is not reachable; the request was not counted"};
         done(req, tag, &failed);
-        return;
+        return NULL;
     }
     struct pending **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_dispose);
     struct pending *p = &w->open->items[w->open->n++];
@@ -480,10 +673,86 @@ void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int 
     p->done = done;
     p->tag = tag;
     p->slot_ = slot;
+    p->lead = -1;
     *slot = p;
     w->waiting++;
+    return p;
+}
+
+void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag)
+{
+    if (submit(w, req, done, tag) == NULL)
+        return;
+    w->open->nplain++;
     if (w->open->n == BATCH_MAX)
         send_open_batch(w); /* a full batch goes now; the pass may bring more */
+}
+
+static uint32_t key_hash(const char *key, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h;
+}
+
+/* Copies @p len bytes to the end of the batch's key space; returns their offset or -1. */
+static long keys_append(struct batch *b, const char *bytes, size_t len)
+{
+    if (b->keys_len + len > b->keys_cap) {
+        size_t cap = b->keys_cap != 0 ? b->keys_cap : 4096;
+        while (cap < b->keys_len + len)
+            cap *= 2;
+        char *k = realloc(b->keys, cap);
+        if (k == NULL)
+            return -1;
+        b->keys = k;
+        b->keys_cap = cap;
+    }
+    memcpy(b->keys + b->keys_len, bytes, len);
+    b->keys_len += len;
+    return (long)(b->keys_len - len);
+}
+
+void counter_submit_keyed(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag, const char *key,
+                          size_t key_len)
+{
+    struct pending *p = submit(w, req, done, tag);
+    if (p == NULL)
+        return;
+    struct batch *b = w->open;
+    int self = (int)(p - b->items);
+    if (b->nkeys == 0)
+        memset(b->key_slots, 0, sizeof(b->key_slots));
+    /* The same key twice in one batch is sent once; the later items follow the first. */
+    size_t i = key_hash(key, key_len) % BATCH_KEY_SLOTS;
+    for (; b->key_slots[i] != 0; i = (i + 1) % BATCH_KEY_SLOTS) {
+        const struct pending *lead = &b->items[b->key_slots[i] - 1];
+        if (lead->key_len == key_len && memcmp(b->keys + lead->key_off, key, key_len) == 0) {
+            p->lead = b->key_slots[i] - 1;
+            break;
+        }
+    }
+    if (p->lead < 0) {
+        long off = keys_append(b, key, key_len);
+        if (off < 0) {
+            /* Out of memory: this request fails alone (it is the batch's last item). */
+            detach(p);
+            b->n--;
+            w->waiting--;
+            const struct counter_result failed = {.message = "out of memory"};
+            done(req, tag, &failed);
+            return;
+        }
+        p->lead = self;
+        p->key_off = (uint32_t)off;
+        p->key_len = (uint16_t)key_len;
+        p->key_state = KEY_SENT;
+        b->key_slots[i] = (uint16_t)(self + 1);
+        b->leaders[b->nkeys++] = (uint16_t)self;
+    }
+    if (b->n == BATCH_MAX)
+        send_open_batch(w);
 }
 
 static void on_publish_timer(uv_timer_t *t)
@@ -659,6 +928,7 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
     size_t len = tally_resp_array(h, 15);
     len += tally_resp_bulk(h + len, "EVALSHA", 7);
     len += tally_resp_bulk(h + len, w->script_sha, reply->len);
+    w->batch_head_sha_end = len;
     len += tally_resp_bulk(h + len, "4", 1);
     len += tally_resp_bulk(h + len, REPLICA_REDIS_KEY, strlen(REPLICA_REDIS_KEY));
     len += tally_resp_bulk(h + len, w->dedup_key, strlen(w->dedup_key));

@@ -99,6 +99,15 @@ int main(int argc, char **argv)
                                 REPLICA_SUMMARY, offsetof(struct replica_config, log_level));
     if (rc >= 0)
         return rc;
+    /* A batch may be resent until REDIS_TIMEOUT_MS after its first send, and a resend reads
+     * its keys' answers back: they must still be there. */
+    if (cfg->idempotency_ttl_s != 0 && (long long)cfg->idempotency_ttl_s * 1000 <= cfg->redis_timeout_ms) {
+        fprintf(
+            stderr,
+            "tally-replica: IDEMPOTENCY_TTL_S: must be 0 or longer than REDIS_TIMEOUT_MS (%d ms), got %d\n",
+            cfg->redis_timeout_ms, cfg->idempotency_ttl_s);
+        return 2;
+    }
 
     /* glibc trimming and regrowing the heap on every request costs 2.5x (docs/profiling.md). */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);

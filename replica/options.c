@@ -65,6 +65,10 @@ const tally_opt_t replica_options[] = {
      "a GET /events stream is ended after this long (less up to a tenth, so streams opened together do "
      "not end together); the browser's EventSource reconnects by itself (0: never)",
      NULL},
+    {"IDEMPOTENCY_TTL_S", TALLY_OPT_INT, OPT(idempotency_ttl_s), 0, 2592000, "300",
+     "how long Redis keeps the answer to a GET / with an Idempotency-Key, so a retry with the same key is "
+     "answered from it and not counted again (0: the header is ignored and every request counts)",
+     NULL},
     {"SHUTDOWN_DELAY_MS", TALLY_OPT_INT, OPT(shutdown_delay_ms), 0, 600000, "0",
      "on SIGTERM, answer /readyz 503 for this long before draining, so a load balancer's health checks take "
      "the replica out first (set it above their interval x fall count)",

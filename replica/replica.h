@@ -54,6 +54,7 @@ struct replica_config {
     int shutdown_delay_ms;
     int events_max_clients;
     int events_max_lifetime_s;
+    int idempotency_ttl_s;
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
 };
@@ -65,7 +66,7 @@ extern const size_t replica_noptions;
     "tally replica: counts the HTTP requests it serves in Redis and shares the cluster total over MQTT."
 
 /* HTTP status classes counted in tally_http_responses_total. */
-enum { RS_200, RS_404, RS_405, RS_500, RS_503, RS_MAX };
+enum { RS_200, RS_400, RS_404, RS_405, RS_500, RS_503, RS_MAX };
 
 struct replica_stats {
     atomic_ullong route_requests[TALLY_ROUTE_METRICS + 1]; /* by enum tally_route */
@@ -83,6 +84,10 @@ struct replica_stats {
     atomic_ullong mqtt_dropped;        /* total_count payloads that were not a valid total */
     atomic_ullong mqtt_totals;         /* valid totals received */
     atomic_ullong status_dropped;      /* replicas/+/status payloads that were not a valid status */
+    atomic_ullong idem_stored;         /* answers stored for a new Idempotency-Key */
+    atomic_ullong idem_replays;        /* requests answered with a stored answer (not counted) */
+    atomic_ullong idem_bad;            /* requests refused for a bad Idempotency-Key (400) */
+    atomic_ullong idem_gone;           /* keyed requests whose stored answer was gone on a resend (503) */
 };
 
 struct worker;
@@ -119,11 +124,16 @@ struct replica {
 extern struct replica g_replica;
 
 /* What became of a counted request: counted (n is this process's N, m the cluster's M), or
- * not (message says why: the caller answers 503). */
+ * not (message says why: the caller answers 503). A request with an Idempotency-Key whose
+ * answer Redis already held is "replayed": it did not count now, and its n, m and instance
+ * are the stored answer's (instance NULL: this replica's own). */
 struct counter_result {
     int counted;
     uint64_t n, m;
     const char *message;
+    int replayed;
+    const char *instance;
+    size_t instance_len;
 };
 
 /** A counted request's completion, registered with counter_submit: called exactly once per
@@ -137,9 +147,17 @@ struct pending {
     struct pending **slot_; /* the request-pool slot that points back here; NULL when detached */
     counter_done_fn done;
     int tag;
+    /* Idempotency-Key: -1 without one; else the index of the batch's first item with the
+     * same key (its own index for that first item, which alone carries the fields below). */
+    int lead;
+    uint32_t key_off, inst_off; /* the key, and a stored answer's instance, in the batch's keys */
+    uint16_t key_len, inst_len;
+    int key_state; /* KEY_* in counter.c */
+    uint64_t key_n, key_m;
 };
 
 #define BATCH_MAX 512
+#define BATCH_KEY_SLOTS 1024 /* the batch's key lookup table: twice BATCH_MAX */
 
 /* The counted requests of one loop pass, group-committed with one INCRBY. */
 struct batch {
@@ -154,6 +172,12 @@ struct batch {
     uint64_t epoch;        /* the cluster epoch Redis answered it in */
     uint64_t first, total; /* REDIS_WAIT_REPLICAS: its totals, held until WAIT confirms them */
     size_t n;
+    size_t nplain;                       /* items without an Idempotency-Key */
+    size_t nkeys;                        /* distinct keys: their first items are in leaders */
+    uint16_t leaders[BATCH_MAX];         /* item index of each key's first item, in order */
+    uint16_t key_slots[BATCH_KEY_SLOTS]; /* open addressing by key hash: leader index + 1, 0: free */
+    char *keys;                          /* the keys' bytes (and stored answers' instances) */
+    size_t keys_len, keys_cap;
     struct pending items[BATCH_MAX];
 };
 
@@ -176,8 +200,11 @@ struct worker {
     tally_redis_link_t redis;
     int redis_seeded;     /* GET total_count answered on the current connection */
     char script_sha[48];  /* SHA of the batch script, loaded on the current connection */
-    char batch_head[440]; /* RESP of "EVALSHA <sha> 3 total_count <dedup_key> tally:lifted" */
+    char batch_head[440]; /* RESP of "EVALSHA <sha> 4 total_count <ring> tally:lifted tally:epoch" */
     size_t batch_head_len;
+    size_t batch_head_sha_end; /* where the SHA ends in batch_head (the key count follows) */
+    char *keyed_cmd;           /* a batch with keys is written here (grown as needed) */
+    size_t keyed_cmd_cap;
 
     struct batch *open;                          /* collecting this pass; NULL when none */
     struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
@@ -236,6 +263,9 @@ void claim_release(struct worker *w);
 /** Queues a counted request on @p w; @p done learns its result once its INCRBY returns (or at
  *  once, when it cannot be counted). The counter knows nothing of HTTP answers. */
 void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag);
+/** The same for a request with an Idempotency-Key (@p key, @p key_len bytes, copied). */
+void counter_submit_keyed(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag, const char *key,
+                          size_t key_len);
 /** Offers a total learned in cluster @p epoch (Redis's answer or a signed MQTT message) to the
  *  cache and the MQTT link: a newer epoch replaces the cached total (logged). Any thread. */
 void counter_offer(uint64_t epoch, uint64_t total, int64_t now_ms);

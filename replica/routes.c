@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "idempotency.h"
 #include "log.h"
 #include "metrics.h"
 #include "replica.h"
@@ -19,6 +20,7 @@
 static void count_status(int status)
 {
     int k = status == 200   ? RS_200
+            : status == 400 ? RS_400
             : status == 404 ? RS_404
             : status == 405 ? RS_405
             : status == 503 ? RS_503
@@ -79,18 +81,57 @@ static void respond_unavailable(h2o_req_t *req, const char *message)
 /* The completion of a counted GET / (counter_submit): @p json is the tag. */
 static void on_counted(h2o_req_t *req, int json, const struct counter_result *r)
 {
-    char body[1024];
+    char body[1024], instance[400], escaped[800];
     if (!r->counted) {
         respond_unavailable(req, r->message);
         return;
     }
-    size_t len = json ? tally_format_count_json(body, sizeof(body), g_replica.instance_json, r->n, r->m)
-                      : tally_format_count_text(body, sizeof(body), g_replica.instance, r->n, r->m);
+    const char *text = g_replica.instance, *quoted = g_replica.instance_json;
+    if (r->instance != NULL) {
+        /* A stored answer of another replica: its instance, as it answered then. */
+        if (r->instance_len >= sizeof(instance)) {
+            respond_error(req, 500, "Internal Server Error", "internal", "stored answer too long");
+            return;
+        }
+        memcpy(instance, r->instance, r->instance_len);
+        instance[r->instance_len] = '\0';
+        text = instance;
+        quoted = tally_json_escape(escaped, sizeof(escaped), instance) == (size_t)-1 ? NULL : escaped;
+    }
+    size_t len = (size_t)-1;
+    if (json && quoted != NULL)
+        len = tally_format_count_json(body, sizeof(body), quoted, r->n, r->m);
+    else if (!json)
+        len = tally_format_count_text(body, sizeof(body), text, r->n, r->m);
     if (len == (size_t)-1) {
         respond_error(req, 500, "Internal Server Error", "internal", "answer too long");
         return;
     }
+    if (r->replayed)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("idempotent-replayed"), 0,
+                              "Idempotent-Replayed", H2O_STRLIT("true"));
     routes_respond(req, 200, "OK", json ? CT_JSON : CT_TEXT, body, len);
+}
+
+/* The request's Idempotency-Key (docs/api.md): returns its length (0: none, or keys are off)
+ * or -1 when the request carries a bad one (answered 400 here). */
+static long idempotency_key(h2o_req_t *req, char *key)
+{
+    if (g_replica.cfg.idempotency_ttl_s == 0)
+        return 0; /* off: the header means nothing */
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT(TALLY_IDEM_HEADER), -1);
+    if (i < 0)
+        return 0;
+    size_t len =
+        tally_idem_key_parse(req->headers.entries[i].value.base, req->headers.entries[i].value.len, key);
+    if (len == 0 || h2o_find_header_by_str(&req->headers, H2O_STRLIT(TALLY_IDEM_HEADER), i) >= 0) {
+        atomic_fetch_add_explicit(&g_replica.stats.idem_bad, 1, memory_order_relaxed);
+        respond_error(req, 400, "Bad Request", "bad_idempotency_key",
+                      "Idempotency-Key must be one header holding 1 to 255 visible ASCII characters, bare or "
+                      "as a quoted string; nothing was counted");
+        return -1;
+    }
+    return (long)len;
 }
 
 /* Readiness is "can count": every worker's Redis link up and seeded, not draining. The MQTT
@@ -148,7 +189,7 @@ static void handle_metrics(h2o_req_t *req)
     struct replica_stats *s = &g_replica.stats;
     tally_mqtt_link_t *mq = &g_replica.mqtt;
     tally_metrics_buf_t m;
-    static const char *const codes[RS_MAX] = {"200", "404", "405", "500", "503"};
+    static const char *const codes[RS_MAX] = {"200", "400", "404", "405", "500", "503"};
     tally_metrics_init(&m);
 
     tally_metrics_family(&m, "tally_http_requests_total", "counter", "HTTP requests received, by route.");
@@ -161,6 +202,19 @@ static void handle_metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_counted_requests_total", "counter",
                       "Counted requests answered with their totals (N of this instance).",
                       LOAD(g_replica.served));
+    tally_metrics_add(&m, "tally_idempotency_keys_stored_total", "counter",
+                      "Requests with a new Idempotency-Key: counted, their answer stored with the increment.",
+                      LOAD(s->idem_stored));
+    tally_metrics_add(&m, "tally_idempotency_replays_total", "counter",
+                      "Requests answered with the answer stored for their Idempotency-Key (not counted).",
+                      LOAD(s->idem_replays));
+    tally_metrics_add(&m, "tally_idempotency_bad_keys_total", "counter",
+                      "Requests refused with 400 for a bad Idempotency-Key (nothing counted).",
+                      LOAD(s->idem_bad));
+    tally_metrics_add(&m, "tally_idempotency_answers_gone_total", "counter",
+                      "Keyed requests whose batch was applied but whose stored answer was gone when read "
+                      "back (503).",
+                      LOAD(s->idem_gone));
     tally_metrics_add(&m, "tally_redis_batches_total", "counter", "INCRBY commands sent (one per loop pass).",
                       LOAD(s->redis_batches));
     tally_metrics_add(&m, "tally_redis_batched_requests_total", "counter",
@@ -311,7 +365,13 @@ int routes_handle(h2o_handler_t *self, h2o_req_t *req)
                                                      req->headers.entries[i].value.len);
         /* The answer depends on Accept: caches must key on it. */
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept"));
-        if (!head) {
+        char key[TALLY_IDEM_KEY_MAX];
+        long key_len = idempotency_key(req, key);
+        if (key_len < 0) {
+            break;
+        } else if (!head && key_len > 0) {
+            counter_submit_keyed(w, req, on_counted, json, key, (size_t)key_len);
+        } else if (!head) {
             counter_submit(w, req, on_counted, json);
         } else if (!counter_can_count(w)) {
             respond_unavailable(req, "Redis is not reachable; a GET would not be counted");

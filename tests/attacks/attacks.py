@@ -40,18 +40,6 @@ CLUSTER_SECRET = "attack-suite-cluster-secret-0123"
 RSS_BOUND_KIB = 8 * 1024  # a replica's RSS may grow by at most this during an attack
 
 
-def render_edge(cfg_text, edge_port, stats_port, replicas):
-    """The shipped haproxy.cfg with Docker's resolvers replaced by static loopback servers
-    and the binds moved to loopback ports; every other line as shipped."""
-    out = re.sub(r"\nresolvers docker\n(?:    .*\n)+", "\n", cfg_text)
-    out = out.replace(" resolvers docker init-addr none", "")
-    servers = "".join("    server replica%d 127.0.0.1:%d\n" % (i + 1, r.port) for i, r in enumerate(replicas))
-    out = re.sub(r"    server-template .*\n", servers, out)
-    out = out.replace("bind :8080", "bind 127.0.0.1:%d" % edge_port).replace("bind :8404", "bind 127.0.0.1:%d" % stats_port)
-    assert "resolvers" not in out and "server-template" not in out, "the edge configuration changed shape"
-    return out
-
-
 def connect(port, source, timeout=5.0):
     s = socket.socket()
     s.settimeout(timeout)
@@ -183,7 +171,7 @@ class Suite:
         self.replicas = [self.replica("a%d" % i, self.replica_env) for i in (1, 2)]
         self.edge_port, self.stats_port = harness.free_port(), harness.free_port()
         with open(os.path.join(self.root, "docker", "haproxy.cfg")) as f:
-            cfg = render_edge(f.read(), self.edge_port, self.stats_port, self.replicas)
+            cfg = harness.render_edge(f.read(), self.edge_port, self.stats_port, self.replicas)
         path = os.path.join(self.dir, "haproxy.cfg")
         with open(path, "w") as f:
             f.write(cfg)

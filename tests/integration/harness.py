@@ -71,6 +71,18 @@ def raw_exchange(port, data, timeout=3.0, source="127.0.0.1"):
         return out, False
 
 
+def render_edge(cfg_text, edge_port, stats_port, replicas):
+    """The shipped haproxy.cfg with Docker's resolvers replaced by static loopback servers
+    and the binds moved to loopback ports; every other line as shipped."""
+    out = re.sub(r"\nresolvers docker\n(?:    .*\n)+", "\n", cfg_text)
+    out = out.replace(" resolvers docker init-addr none", "")
+    servers = "".join("    server replica%d 127.0.0.1:%d\n" % (i + 1, r.port) for i, r in enumerate(replicas))
+    out = re.sub(r"    server-template .*\n", servers, out)
+    out = out.replace("bind :8080", "bind 127.0.0.1:%d" % edge_port).replace("bind :8404", "bind 127.0.0.1:%d" % stats_port)
+    assert "resolvers" not in out and "server-template" not in out, "the edge configuration changed shape"
+    return out
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -535,6 +547,26 @@ def _read_response(f):
             length = int(value.strip())
     body = f.read(length) if length else b""
     return status, body.decode()
+
+
+def read_response(f, head=False):
+    """One HTTP/1.1 response from a socket file: (status, headers dict, body); an answer to
+    HEAD (@head) has no body whatever its Content-Length says."""
+    line = f.readline()
+    if not line:
+        raise ConnectionError("closed before the answer")
+    status = int(line.split()[1])
+    headers = {}
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n"):
+            break
+        if not h:
+            raise ConnectionError("closed inside the headers")
+        name, _, value = h.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = b"" if head else f.read(int(headers.get("content-length", "0")))
+    return status, headers, body
 
 
 class ClusterTest(unittest.TestCase):

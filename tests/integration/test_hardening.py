@@ -11,7 +11,7 @@ import threading
 import time
 
 from harness import (LOAD_SCALE, ClusterTest, Redis, Replica, SecureBroker, load, retained, wait_for, ROOT,
-                     _read_response)
+                     _read_response, read_response)
 
 SECRET = "test-cluster-secret-0123456789"
 SIGNED = {"CLUSTER_SECRET": SECRET}
@@ -202,25 +202,6 @@ class HeadTest(ClusterTest):
 def slurp(path):
     with open(path) as f:
         return f.read()
-
-
-def read_response(f):
-    """One HTTP/1.1 response from a socket file: (status, headers dict, body)."""
-    line = f.readline()
-    if not line:
-        raise ConnectionError("closed before the answer")
-    status = int(line.split()[1])
-    headers = {}
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n"):
-            break
-        if not h:
-            raise ConnectionError("closed inside the headers")
-        name, _, value = h.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = f.read(int(headers.get("content-length", "0")))
-    return status, headers, body
 
 
 class LifecycleTest(ClusterTest):

@@ -87,8 +87,11 @@ class SecurityTest(ClusterTest):
         self.publisher(r, self.b, "up", extra_env={
             "MQTT_USERNAME": "tally-publisher", "MQTT_PASSWORD": PW["MQTT_PUBLISHER_PASSWORD"],
             "REDIS_USERNAME": "tally-publisher", "REDIS_PASSWORD_FILE": secrets + "redis-publisher.txt"})
-        for _ in range(5):
+        for _ in range(4):
             self.assertEqual(a.count()[0], 200)
+        # A keyed request: its answer is stored (tally:idem:*) and read back under the user.
+        for _ in range(2):
+            self.assertEqual(a.get("/", {"Idempotency-Key": "acl-key"})[0], 200)
         self.assertEqual(r.total(), 5)
         wait_for(lambda: self.b.watch("total_count")[1] == ["5"], what="the publisher (its own user) to publish")
         self.assertNotIn("REDIS_PASSWORD without REDIS_USERNAME", a.output())

@@ -3,11 +3,12 @@ announces a body is refused before the body is read, the HTTP/1 upgrade to h2c i
 offered, HTTP/2 streams per connection are few, open connections are capped without
 stopping the ones the process has, and an event stream ends after its lifetime."""
 import os
+import signal
 import socket
 import subprocess
 import time
 
-from harness import ROOT, TEXT_RE, ClusterTest, raw_exchange, wait_for
+from harness import ROOT, TEXT_RE, ClusterTest, Proc, free_port, raw_exchange, read_response, render_edge, wait_for
 
 
 def raw(port, data, timeout=3.0):
@@ -137,3 +138,115 @@ class EdgeSettingsTest(ClusterTest):
                                    capture_output=True, text=True, timeout=10)
                 self.assertEqual(p.returncode, 2, p.stderr)
                 self.assertEqual(p.stderr.strip().splitlines(), ["lb: %s must be a whole number above 0, not '%s'" % (var, value)])
+
+
+class EdgeKeysTest(ClusterTest):
+    """EDGE_IDEMPOTENCY_KEYS=on: the shipped haproxy.cfg (rendered for loopback) gives every
+    GET / a key of its own and may then replay a request that reached a replica. The case
+    issue 13 reproduced: a replica killed with a batch in flight at a paused Redis. Without
+    keys the client gets 502 and Redis counted the request; with them, one 200 and Redis +1."""
+
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+        self.reps = [self.replica(self.r, self.b, instance=n) for n in ("ea", "ec")]
+
+    def edge(self, keys):
+        port = free_port()
+        path = os.path.join(self.dir, "haproxy-%s.cfg" % keys)
+        with open(os.path.join(ROOT, "docker", "haproxy.cfg")) as f:
+            cfg = render_edge(f.read(), port, free_port(), self.reps)
+        with open(path, "w") as f:
+            f.write(cfg)
+        env = {"LB_CONFIG": path, "LB_STATS_PASSWORD": "stats-pw", "EDGE_IDEMPOTENCY_KEYS": keys}
+        self.add(Proc("edge-" + keys, ["sh", os.path.join(ROOT, "docker", "lb-entrypoint.sh")], self.dir, env)).start()
+        wait_for(lambda: raw(port, b"GET /readyz HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n", 1)[0]
+                 .startswith(b"HTTP/1.1 200"),
+                 timeout=15, what="the edge to pass a request")
+        return port
+
+    def test_a_bad_setting_is_one_line_and_exit_2(self):
+        p = subprocess.run(["sh", os.path.join(ROOT, "docker", "lb-entrypoint.sh")],
+                           env=dict(os.environ, EDGE_IDEMPOTENCY_KEYS="yes", LB_CONFIG="/nonexistent"),
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr.strip().splitlines(), ["lb: EDGE_IDEMPOTENCY_KEYS must be on or off, not 'yes'"])
+
+    def test_keys_on_gives_each_request_a_key_and_tells_it(self):
+        port = self.edge("on")
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: e\r\n\r\n" * 2 + b"GET / HTTP/1.1\r\nHost: e\r\nIdempotency-Key: mine\r\n\r\n")
+        f = s.makefile("rb")
+        answers = [read_response(f) for _ in range(3)]
+        s.close()
+        self.assertEqual([a[0] for a in answers], [200, 200, 200])
+        edge_keys = [a[1].get("idempotency-key") for a in answers]
+        self.assertEqual(len(set(edge_keys[:2])), 2, "one key per request: %r" % edge_keys)
+        self.assertIsNone(edge_keys[2], "a client's own key goes through; the edge adds none")
+        self.assertEqual(self.r.command("EXISTS", "tally:idem:" + edge_keys[0], "tally:idem:mine"), 2)
+        # The key the edge told lets the client retry that request itself.
+        st, h, body = _ask(port, edge_keys[0])
+        self.assertEqual((st, h.get("idempotent-replayed")), (200, "true"))
+        self.assertEqual(body, answers[0][2])
+        self.assertEqual(self.r.total(), 3)
+        # Other paths get no key.
+        self.assertNotIn(b"idempotency-key", raw(port, b"GET /total HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n")[0]
+                         .lower())
+
+    def kill_mid_batch(self, port):
+        """Requests one at a time through the edge until one sits in the victim's batch at a
+        paused Redis; then Redis applies it while the victim is frozen, and the victim dies
+        unanswered. Returns (the answers, how many requests were sent, the victim)."""
+        victim = self.reps[1]
+        before = victim.metric("tally_redis_batches_total")
+        total0 = self.r.total()
+
+        def batches():
+            return sum(rep.metric("tally_redis_batches_total") for rep in self.reps)
+
+        self.r.command("CLIENT", "PAUSE", "4000", "WRITE")
+        socks, b0 = [], batches()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and victim.metric("tally_redis_batches_total") == before:
+            s = socket.create_connection(("127.0.0.1", port), timeout=15)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: e\r\n\r\n")
+            socks.append(s)
+            # Redis is paused: each request sits in a batch of its own, at one replica.
+            wait_for(lambda: batches() >= b0 + len(socks), timeout=2, what="the request to reach a batch")
+        self.assertGreater(victim.metric("tally_redis_batches_total"), before, "a request reached the victim's batch")
+        victim.signal(signal.SIGSTOP)
+        self.r.command("CLIENT", "UNPAUSE")
+        wait_for(lambda: self.r.total() == total0 + len(socks), what="Redis to apply every batch")
+        victim.kill9()
+        answers = []
+        for s in socks:
+            try:
+                answers.append(read_response(s.makefile("rb")))
+            except OSError:
+                answers.append((None, {}, b""))
+            s.close()
+        return answers, len(socks), total0
+
+    def test_keys_on_a_request_counted_by_a_replica_that_died_is_answered_once(self):
+        port = self.edge("on")
+        answers, sent, total0 = self.kill_mid_batch(port)
+        self.assertEqual([a[0] for a in answers], [200] * sent, "every client got its answer")
+        replayed = [a for a in answers if a[1].get("idempotent-replayed") == "true"]
+        self.assertGreaterEqual(len(replayed), 1, "the victim's request was replayed at the other replica")
+        self.assertTrue(all(b"instance ec:" in a[2] for a in replayed), "with the victim's stored answer")
+        ms = sorted(int(TEXT_RE.match(a[2].decode())["m"]) for a in answers)
+        self.assertEqual(ms, list(range(total0 + 1, total0 + sent + 1)), "one M each")
+        self.assertEqual(self.r.total(), total0 + sent, "Redis +1 per request")
+
+    def test_keys_off_the_edge_does_not_replay_a_request_that_reached_a_replica(self):
+        port = self.edge("off")
+        answers, sent, total0 = self.kill_mid_batch(port)
+        self.assertIn(502, [a[0] for a in answers], "the victim's request: 502, never replayed")
+        self.assertEqual(self.r.total(), total0 + sent, "counted once, by the victim")
+
+
+def _ask(port, key):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: e\r\nIdempotency-Key: %s\r\n\r\n" % key.encode())
+        return read_response(s.makefile("rb"))
