@@ -117,7 +117,7 @@ def main():
             cases.append(("replica + Redis (appendfsync %s) + MQTT" % fsync, "http://127.0.0.1:%d/" % rep.port,
                           rep, None))
             if fsync == "everysec":
-                plain_rep = rep
+                plain_rep, plain_redis = rep, redis
         # Idempotency-Key: every request keyed, on a replica with a Redis of its own (its
         # memory per key is measured), against the same wrk work without a key. A short TTL
         # keeps the keys of all runs from filling the machine's memory.
@@ -131,6 +131,7 @@ def main():
         cases.append(("replica (everysec), every request keyed (`Idempotency-Key`, TTL 10 s)",
                       "http://127.0.0.1:%d/" % keyed_rep.port, keyed_rep, "Idempotency-Key"))
         key_memory = []  # bytes per key after each keyed run
+        redis_cpu = {}  # case -> [Redis CPU seconds per request] (the two cases with a header)
         before_keys = [0.0]
 
         # Warm-up, then interleaved measured runs. A replica's batch and publish counts are
@@ -149,7 +150,12 @@ def main():
                         harness.wait_for(lambda: keyed_redis.command("DBSIZE") <= 16, timeout=30,
                                          what="the keys of the last run to expire")
                         mem0 = redis_memory(keyed_redis)
+                    cpu0 = cpu_seconds(keyed_redis if rep is keyed_rep else plain_redis) if header else 0
                     results[(name, c)].append(wrk(url, args.seconds, c, header))
+                    if header:
+                        served = results[(name, c)][-1]["rps"] * args.seconds
+                        used = cpu_seconds(keyed_redis if rep is keyed_rep else plain_redis) - cpu0
+                        redis_cpu.setdefault(name, []).append(used / max(served, 1))
                     if rep is keyed_rep:
                         stored = keyed_rep.metric("tally_idempotency_keys_stored_total") - before_keys[0]
                         before_keys[0] += stored
@@ -182,9 +188,11 @@ def main():
         keyed_cost = " / ".join("%.0f%%" % (100 * rps_of[(cases[-1][0], c)] / rps_of[(cases[-2][0], c)])
                                 for c in conns)
         table += ("\n\nEvery request keyed, against the same wrk work without a key, at %s connections: %s of "
-                  "its req/s. Redis memory per key held: median %.0f bytes (%.0f MB per million keys; %d runs)." % (
+                  "its req/s. Redis memory per key held: median %.0f bytes (%.0f MB per million keys; %d runs). "
+                  "Redis CPU per request: %.1f us keyed, %.1f us without a key (medians)." % (
                       " / ".join(map(str, conns)), keyed_cost, statistics.median(key_memory),
-                      statistics.median(key_memory), len(key_memory)))
+                      statistics.median(key_memory), len(key_memory),
+                      1e6 * statistics.median(redis_cpu[cases[-1][0]]), 1e6 * statistics.median(redis_cpu[cases[-2][0]])))
         names = [n for n, _, _, _ in cases if not n.startswith("replica (everysec), ")]
 
         def ratio(name):
@@ -231,6 +239,13 @@ def main():
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cpu_seconds(proc):
+    """User + system CPU seconds a process has used (/proc/<pid>/stat)."""
+    with open("/proc/%d/stat" % proc.p.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def redis_memory(redis):

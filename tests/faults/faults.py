@@ -586,13 +586,20 @@ class LeaseWatch:
 
 
 class Scenario:
-    def __init__(self, name, inject, what, fsync="always", needs_ns=False, ha=None, seconds=None, known=None):
+    def __init__(self, name, inject, what, fsync="always", needs_ns=False, ha=None, seconds=None, known=None,
+                 retry=False):
         self.name, self.inject, self.fsync, self.needs_ns, self.ha = name, inject, fsync, needs_ns, ha
+        # Clients that retry (tally-load --retry): every request has an Idempotency-Key and is
+        # sent again with it until a 200; then the Redis delta must equal the keys answered.
+        self.retry = retry
         self.what = what  # one line for the docs' table (tests/faults/table.py)
         self.seconds = seconds  # load duration when the default is too short for the faults
         self.known = known  # a limit of this mode: what it may lose (then "KNOWN", not FAIL)
 
 
+RETRYING = ", clients retrying with an `Idempotency-Key`"
+KEY_LOST_ASYNC = ("async replication: a key's answer stored in the old master's last unreplicated writes is lost "
+                  "with them, while the lift gives their increments back; a retry of that key counts again")
 SCENARIOS = [
     Scenario("replicas-kill9", replicas_killed, "two replicas `kill -9`ed and restarted"),
     Scenario("broker-restart", broker_restarted, "mosquitto `kill -9`, back after 1 s"),
@@ -606,6 +613,15 @@ SCENARIOS = [
              "one replica's packets to and from Redis dropped for 3 s", needs_ns=True),
     Scenario("netns-replica-cut-from-broker", ns_cut("broker"), "the same towards mosquitto", needs_ns=True),
     Scenario("publisher-leader-kill9", publisher_leader_killed, "the leading publisher `kill -9`ed"),
+    Scenario("replicas-kill9-retry", replicas_killed, "two replicas `kill -9`ed and restarted" + RETRYING,
+             retry=True),
+    Scenario("broker-restart-retry", broker_restarted, "mosquitto `kill -9`, back after 1 s" + RETRYING, retry=True),
+    Scenario("redis-kill9-always-retry", redis_killed, "Redis `kill -9`, restarted from its AOF (`appendfsync "
+             "always`)" + RETRYING, retry=True),
+    Scenario("redis-crash-everysec-lost-1s-retry", redis_lost_last_second,
+             "a machine crash under `everysec` (the AOF cut back 1 s)" + RETRYING, fsync="everysec", retry=True,
+             known="everysec: the lost second held the answers of keys whose clients had no 200 yet; their retries "
+                   "count again, while the lift gives the lost increments back"),
 ]
 
 # Redis HA with Sentinel (a master, two Redis replicas, three sentinels), each fault in both
@@ -635,11 +651,13 @@ for _mode, _ha in (("async", "0"), ("wait1", "1")):
         Scenario("sentinel-failover-failback-" + _mode, failover_and_failback,
                  "the master killed, then the promoted one too (failover and fail-back)" + _in, fsync="everysec",
                  ha=_ha, seconds=14),
+        Scenario("sentinel-master-kill9-%s-retry" % _mode, master_killed, "the master `kill -9`ed" + _in + RETRYING,
+                 fsync="everysec", ha=_ha, retry=True, known=KEY_LOST_ASYNC if _ha == "0" else None),
     ]
 
 
 LINE = ("%-38s attempted %6d  acknowledged %6d  redis +%6d  lost %d  duplicated %d  503 %6d  "
-        "longest without 200 %5.2f s (at %4.1f s)  faults %d  %s%s")
+        "longest without 200 %5.2f s (at %4.1f s)  faults %d%s  %s%s")
 
 
 def run(sc, args):
@@ -650,7 +668,7 @@ def run(sc, args):
         before = c.redis.total()
         seconds = max(args.seconds, sc.seconds or 0)
         load = tally_load.Load([c.url(r) for r in c.replicas], duration=seconds, concurrency=8, depth=4,
-                               sample_ms=20, give_up=seconds + 10)
+                               sample_ms=20, give_up=seconds + 10, retry=sc.retry, retry_deadline=seconds + 20)
         load.start()
         lease = LeaseWatch(c) if sc.ha is not None else None
         try:
@@ -690,9 +708,14 @@ def run(sc, args):
         if not ok and sc.known and all(v for n, v, _ in checks if n in ("effect", "converged", "one-leader")):
             verdict, ok = "KNOWN", True
             notes = "; ".join(x for x in (notes, "known limit: " + sc.known) if x)
+        exact = ""
+        if sc.retry:  # the exact column: keys answered 200, and whether Redis moved by exactly that
+            exact = "  keys %d exact %s tries max %d mean %.2f" % (
+                fig.get("keys", 0), "yes" if fig.get("exact") else "no", fig.get("tries_max", 0),
+                fig.get("tries_mean", 0.0))
         print(LINE % (sc.name, fig["requests"], fig["acknowledged"], fig.get("redis_delta", 0), fig["lost"],
                       fig["duplicated"], res.statuses.get(503, 0), fig["gap"], tally_load.longest_gap(res)[1],
-                      faults, verdict,
+                      faults, exact, verdict,
                       ("  (" + notes + ")") if notes else ""), flush=True)
         if verdict != "PASS":
             for n, v, d in checks:

@@ -23,7 +23,9 @@ import faults  # noqa: E402
 LINE_RE = re.compile(
     r"^(?P<name>\S+)\s+attempted\s+(?P<attempted>\d+)\s+acknowledged\s+(?P<acked>\d+)\s+redis \+\s*(?P<delta>\d+)"
     r"\s+lost (?P<lost>\d+)\s+duplicated (?P<dup>\d+)\s+503\s+(?P<s503>\d+)\s+longest without 200\s+(?P<gap>[\d.]+) s"
-    r" \(at\s+[\d.]+ s\)\s+faults (?P<faults>\d+)\s+(?P<verdict>PASS|FAIL|KNOWN)(?:\s+\((?P<notes>.*)\))?$")
+    r" \(at\s+[\d.]+ s\)\s+faults (?P<faults>\d+)"
+    r"(?:\s+keys (?P<keys>\d+) exact (?P<exact>yes|no) tries max (?P<tmax>\d+) mean (?P<tmean>[\d.]+))?"
+    r"\s+(?P<verdict>PASS|FAIL|KNOWN)(?:\s+\((?P<notes>.*)\))?$")
 
 
 def parse(lines):
@@ -43,14 +45,16 @@ def n(v):
 def table(rows):
     what = {s.name: s.what for s in faults.SCENARIOS + faults.HA_SCENARIOS}
     out = ["| scenario | attempted | acknowledged | Redis + | lost | duplicated | 503 | longest without a 200 | "
-           "result | notes |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+           "keys answered 200: Redis + equal? (tries max / mean) | result | notes |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in rows:
         name = "`%s`" % r["name"] + (": " + what[r["name"]] if r["name"] in what else "")
         notes = (r["notes"] or "").replace("|", "\\|")
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s s | %s | %s |" % (
+        exact = "-" if r["keys"] is None else "%s: %s (%s / %s)" % (
+            n(r["keys"]), "**equal**" if r["exact"] == "yes" else "**not equal**", r["tmax"], r["tmean"])
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s s | %s | %s | %s |" % (
             name, n(r["attempted"]), n(r["acked"]), n(r["delta"]), r["lost"], r["dup"], n(r["s503"]), r["gap"],
-            r["verdict"], notes))
+            exact, r["verdict"], notes))
     return "\n".join(out)
 
 
