@@ -1,6 +1,7 @@
 #include "redis_link.h"
 #include "log.h"
 #include "metrics.h"
+#include "total.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,17 @@ static int use_sentinels(const tally_redis_link_t *link)
 int tally_redis_reply_not_master(const char *err)
 {
     return err != NULL && (strncmp(err, "READONLY", 8) == 0 || strncmp(err, "MASTERDOWN", 10) == 0);
+}
+
+int tally_redis_reply_total(const redisReply *r, uint64_t *v)
+{
+    *v = 0;
+    if (r->type == REDIS_REPLY_NIL)
+        return TALLY_OK;
+    if (r->type == REDIS_REPLY_STRING && tally_total_parse(r->str, r->len, v) == TALLY_OK)
+        return TALLY_OK;
+    *v = 0;
+    return TALLY_ERR;
 }
 
 static void on_retry_timer(uv_timer_t *t)

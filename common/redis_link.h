@@ -84,6 +84,9 @@ int tally_redis_link_start(tally_redis_link_t *link);
 /** Returns 1 when an error reply says the node is no master (-READONLY, a demoted node):
  *  the caller drops the link, which finds the master again. */
 int tally_redis_reply_not_master(const char *err);
+/** Reads a total from a GET or MGET element: a number (tally_total_parse) or nil (0).
+ *  Returns TALLY_OK and sets *v, or TALLY_ERR (*v is then 0) for anything else. */
+int tally_redis_reply_total(const redisReply *r, uint64_t *v);
 
 /** Copies "host:port" of the node in use (the last one connected) into @p out, or "" before
  *  the first connect; returns 1 while the link is up. Any thread may call it. */

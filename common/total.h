@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The wire names of the total: the Redis key (INCRBY only) and the MQTT topic. */
+#define TALLY_TOTAL_KEY "total_count"
+#define TALLY_TOTAL_TOPIC "total_count"
+
 /* The Redis key of the cluster epoch (absent: 0), raised by hand after a deliberate restore. */
 #define TALLY_EPOCH_KEY "tally:epoch"
 

@@ -41,14 +41,6 @@ static int publish(uint64_t v)
 }
 
 /* A number from Redis: a string of digits or nil (0). */
-static int reply_number(const redisReply *r, uint64_t *v)
-{
-    *v = 0;
-    return r->type == REDIS_REPLY_STRING ? tally_total_parse(r->str, r->len, v)
-           : r->type == REDIS_REPLY_NIL  ? TALLY_OK
-                                         : TALLY_ERR;
-}
-
 /* The reply of MGET total_count tally:epoch. */
 static void on_total(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -59,8 +51,8 @@ static void on_total(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL)
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply_number(reply->element[0], &v) != TALLY_OK ||
-        reply_number(reply->element[1], &epoch) != TALLY_OK) {
+        tally_redis_reply_total(reply->element[0], &v) != TALLY_OK ||
+        tally_redis_reply_total(reply->element[1], &epoch) != TALLY_OK) {
         g_pub.stats.read_errors++;
         tally_error("redis: key " PUBLISHER_REDIS_KEY " or " TALLY_EPOCH_KEY " does not hold a number");
         return;

@@ -16,8 +16,8 @@
 #include "presence.h"
 #include "redis_link.h"
 
-#define PUBLISHER_TOPIC "total_count"
-#define PUBLISHER_REDIS_KEY "total_count"
+#define PUBLISHER_TOPIC TALLY_TOTAL_TOPIC
+#define PUBLISHER_REDIS_KEY TALLY_TOTAL_KEY
 
 struct publisher_config {
     char instance_id[65];

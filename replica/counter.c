@@ -1,7 +1,7 @@
 /* The group commit: every counted request of one loop pass rides on one increment.
  *
  * counter_submit() parks a request in the worker's open batch. At the end of the loop
- * pass (uv_check) counter_flush() sends the batch (BATCH_SCRIPT below: INCRBY total_count n)
+ * pass (uv_check) counter_flush() sends the batch (batch_script below: INCRBY total_count n)
  * pipelined on the worker's one Redis connection and moves it to the in-flight FIFO. Redis
  * answers T, the total after the batch; the batch owns the totals T-n+1 .. T and hands them
  * out in arrival order, so every counted request gets its own M. Replies come back in the
@@ -889,14 +889,9 @@ static void on_seed(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL)
         return; /* connection lost again; the link reconnects */
     /* MGET total_count tally:epoch: each a number or nil (0) */
-    int ok = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2;
-    for (size_t i = 0; ok && i < 2; i++) {
-        const redisReply *e = reply->element[i];
-        ok = e->type == REDIS_REPLY_NIL ||
-             (e->type == REDIS_REPLY_STRING &&
-              tally_total_parse(e->str, e->len, i == 0 ? &total : &epoch) == TALLY_OK);
-    }
-    if (!ok) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        tally_redis_reply_total(reply->element[0], &total) != TALLY_OK ||
+        tally_redis_reply_total(reply->element[1], &epoch) != TALLY_OK) {
         tally_error("redis: key " REPLICA_REDIS_KEY " or " TALLY_EPOCH_KEY
                     " does not hold a number (%s); not serving",
                     reply->type == REDIS_REPLY_ERROR ? reply->str : "not an integer");

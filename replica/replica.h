@@ -18,8 +18,8 @@
 #include "redis_link.h"
 #include "total.h"
 
-#define REPLICA_TOPIC_TOTAL "total_count"
-#define REPLICA_REDIS_KEY "total_count"
+#define REPLICA_TOPIC_TOTAL TALLY_TOTAL_TOPIC
+#define REPLICA_REDIS_KEY TALLY_TOTAL_KEY
 /* The highest total a batch script raised total_count to after lost writes (see counter.c). */
 #define REPLICA_LIFT_KEY "tally:lifted"
 

@@ -215,8 +215,8 @@ static void handle_metrics(h2o_req_t *req)
                       "Keyed requests whose batch was applied but whose stored answer was gone when read "
                       "back (503).",
                       LOAD(s->idem_gone));
-    tally_metrics_add(&m, "tally_redis_batches_total", "counter", "INCRBY commands sent (one per loop pass).",
-                      LOAD(s->redis_batches));
+    tally_metrics_add(&m, "tally_redis_batches_total", "counter",
+                      "Batches sent to Redis (one script call each).", LOAD(s->redis_batches));
     tally_metrics_add(&m, "tally_redis_batched_requests_total", "counter",
                       "Counted requests carried by INCRBY commands.", LOAD(s->redis_batched));
     tally_metrics_add(
