@@ -613,6 +613,17 @@ class ClusterTest(unittest.TestCase):
     def replica(self, redis, broker, instance="r1", ready=True, **kw):
         return self.add(Replica(self.dir, redis, broker, instance, **kw)).start(ready=ready)
 
+    def replica_via_proxy(self, redis, broker, **kw):
+        """A replica that reaches `redis` through a FlakyProxy (closed at the end of the
+        test), to lose its commands or their replies at a chosen moment: (replica, proxy)."""
+        proxy = FlakyProxy(redis.port)
+        self.addCleanup(proxy.close)
+
+        class Via:
+            port = proxy.port
+
+        return self.replica(Via, broker, **kw), proxy
+
     def watcher(self, broker):
         w = Watcher(broker)
         self.watchers.append(w)

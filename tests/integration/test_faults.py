@@ -191,20 +191,10 @@ class ExactlyOnceTest(ClusterTest):
 
     def setUp(self):
         super().setUp()
-        from harness import FlakyProxy
         self.r = self.redis(fsync="everysec")
         self.b = self.broker()
-        self.proxy = FlakyProxy(self.r.port)
-
-        class Via:
-            port = self.proxy.port
-
-        self.rep = self.replica(Via, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
+        self.rep, self.proxy = self.replica_via_proxy(self.r, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
         self.assertEqual(self.rep.count(), (200, 1, 1))
-
-    def tearDown(self):
-        self.proxy.close()
-        super().tearDown()
 
     def _release(self, threads, *drops):
         """Stops swallowing bytes, cuts the connections (the replica reconnects and resends)

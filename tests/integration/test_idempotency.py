@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 
-from harness import REPLICA, ClusterTest, FlakyProxy, read_response, wait_for
+from harness import REPLICA, ClusterTest, read_response, wait_for
 
 
 def keyed(port, key, count=1, accept_json=False, header="Idempotency-Key"):
@@ -173,17 +173,8 @@ class KeyedResendTest(ClusterTest):
         super().setUp()
         self.r = self.redis(fsync="everysec")
         self.b = self.broker()
-        self.proxy = FlakyProxy(self.r.port)
-
-        class Via:
-            port = self.proxy.port
-
-        self.rep = self.replica(Via, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
+        self.rep, self.proxy = self.replica_via_proxy(self.r, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
         self.assertEqual(self.rep.count(), (200, 1, 1))
-
-    def tearDown(self):
-        self.proxy.close()
-        super().tearDown()
 
     def test_applied_but_reply_lost(self):
         self.proxy.drop_replies.set()
