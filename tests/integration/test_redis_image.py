@@ -128,6 +128,10 @@ class RedisImageTest(ClusterTest):
         wait_for(n.answers, what="the single node to start")
         self.assertEqual(n.role(), "master")
         self.assertEqual(n.command("CONFIG", "GET", "appendonly")[1], "yes")
+        # Idempotency-Key answers grow with traffic: a cap below the container's 256 MB, and
+        # the oldest answers (keys with a TTL) evicted first, never a refused write.
+        self.assertEqual(n.command("CONFIG", "GET", "maxmemory")[1], str(192 * 1024 * 1024))
+        self.assertEqual(n.command("CONFIG", "GET", "maxmemory-policy")[1], "volatile-lru")
         with self.assertRaises(Exception) as e:
             n.command("GET", "total_count", password=None)
         self.assertIn("NOAUTH", str(e.exception))
