@@ -448,6 +448,7 @@ static void read_answers(struct batch *b, const redisReply *answers)
         p->key_state = KEY_GONE;
         if (e->type == REDIS_REPLY_INTEGER && e->integer > 0) {
             p->key_state = KEY_STORED;
+            p->answer_n = p->key_n;
             p->key_m = (uint64_t)e->integer;
         } else if (e->type == REDIS_REPLY_STRING && tally_idem_answer_parse(e->str, e->len, &a) == TALLY_OK &&
                    a.instance_len <= UINT16_MAX) {
@@ -455,6 +456,7 @@ static void read_answers(struct batch *b, const redisReply *answers)
                 memcmp(a.instance, g_replica.instance, inst_len) == 0) {
                 /* A resend of a batch Redis had applied: the answer is this request's own. */
                 p->key_state = KEY_STORED;
+                p->answer_n = p->key_n;
                 p->key_m = a.m;
                 continue;
             }
@@ -462,7 +464,7 @@ static void read_answers(struct batch *b, const redisReply *answers)
             if (off < 0)
                 continue;
             p->key_state = KEY_REPLAY;
-            p->key_n = a.n;
+            p->answer_n = a.n;
             p->key_m = a.m;
             p->inst_off = (uint32_t)off;
             p->inst_len = (uint16_t)a.instance_len;
@@ -509,7 +511,7 @@ static void batch_answer(struct worker *w, struct batch *b, int counted, const c
                 break;
             }
             replays += res.replayed;
-            res.n = lead->key_n;
+            res.n = lead->answer_n;
             res.m = lead->key_m;
         }
         /* A request whose client left was still counted in Redis: it keeps its M, unseen. */

@@ -152,8 +152,9 @@ struct pending {
     int lead;
     uint32_t key_off, inst_off; /* the key, and a stored answer's instance, in the batch's keys */
     uint16_t key_len, inst_len;
-    int key_state; /* KEY_* in counter.c */
-    uint64_t key_n, key_m;
+    int key_state;            /* KEY_* in counter.c */
+    uint64_t key_n;           /* the N taken at the first send (sent with every send) */
+    uint64_t answer_n, key_m; /* the key's answer: its N and M */
 };
 
 #define BATCH_MAX 512
