@@ -58,8 +58,11 @@ static void format_value(char *buf, size_t size, double value)
 {
     if (value >= -9e15 && value <= 9e15 && value == (double)(long long)value)
         snprintf(buf, size, "%lld", (long long)value);
-    else
-        snprintf(buf, size, "%.3f", value);
+    else { /* microseconds show (a switch of Redis master on loopback), trailing zeros do not */
+        int n = snprintf(buf, size, "%.6f", value);
+        while (n > 2 && (size_t)n < size && buf[n - 1] == '0' && buf[n - 2] != '.')
+            buf[--n] = '\0';
+    }
 }
 
 void tally_metrics_family(tally_metrics_buf_t *m, const char *name, const char *type, const char *help)

@@ -190,7 +190,7 @@ static void went_down(tally_redis_link_t *link, const char *why)
     tally_strlcpy(link->errstr, why, sizeof(link->errstr));
     if (was == TALLY_REDIS_UP) {
         pthread_mutex_lock(&link->shown_lock_);
-        link->down_since_ms_ = tally_now_ms();
+        link->down_since_us_ = tally_now_us();
         pthread_mutex_unlock(&link->shown_lock_);
     }
     if (link->stopping_)
@@ -229,9 +229,9 @@ static void link_up(tally_redis_link_t *link)
     link->connects++;
     pthread_mutex_lock(&link->shown_lock_);
     snprintf(link->shown_, sizeof(link->shown_), "%s:%d", link->host, link->port);
-    if (link->down_since_ms_ > 0)
-        link->down_ms_total_ += tally_now_ms() - link->down_since_ms_;
-    link->down_since_ms_ = 0;
+    if (link->down_since_us_ > 0)
+        link->down_us_total_ += tally_now_us() - link->down_since_us_;
+    link->down_since_us_ = 0;
     pthread_mutex_unlock(&link->shown_lock_);
     if (link->connects > 1 || link->failures > 0 || use_sentinels(link))
         tally_info("redis %s:%d: connected%s", link->host, link->port,
@@ -545,7 +545,7 @@ int tally_redis_link_shown(tally_redis_link_t *link, char *out, size_t size)
 {
     pthread_mutex_lock(&link->shown_lock_);
     snprintf(out, size, "%s", link->shown_);
-    int up = link->down_since_ms_ == 0;
+    int up = link->down_since_us_ == 0;
     pthread_mutex_unlock(&link->shown_lock_);
     return up;
 }
@@ -553,11 +553,11 @@ int tally_redis_link_shown(tally_redis_link_t *link, char *out, size_t size)
 double tally_redis_link_down_seconds(tally_redis_link_t *link)
 {
     pthread_mutex_lock(&link->shown_lock_);
-    int64_t ms = link->down_ms_total_;
-    if (link->down_since_ms_ > 0)
-        ms += tally_now_ms() - link->down_since_ms_;
+    int64_t us = link->down_us_total_;
+    if (link->down_since_us_ > 0)
+        us += tally_now_us() - link->down_since_us_;
     pthread_mutex_unlock(&link->shown_lock_);
-    return (double)ms / 1000.0;
+    return (double)us / 1e6;
 }
 
 void tally_redis_links_metrics(struct tally_metrics_buf *m, tally_redis_link_t *const *links, int n)
@@ -620,8 +620,8 @@ int tally_redis_link_start(tally_redis_link_t *link)
     atomic_init(&link->not_master, 0);
     pthread_mutex_init(&link->shown_lock_, NULL);
     link->shown_[0] = '\0';
-    link->down_since_ms_ = tally_now_ms();
-    link->down_ms_total_ = 0;
+    link->down_since_us_ = tally_now_us();
+    link->down_us_total_ = 0;
     if (uv_timer_init(link->loop, &link->watch_timer_) != 0)
         return TALLY_ERR;
     link->watch_timer_.data = link;

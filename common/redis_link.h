@@ -69,8 +69,9 @@ struct tally_redis_link {
     /* what other threads may read (tally_redis_link_shown, _down_seconds), under shown_lock_ */
     pthread_mutex_t shown_lock_;
     char shown_[TALLY_SENTINEL_HOST_MAX + 8]; /* "host:port" of the node last connected */
-    int64_t down_since_ms_;                   /* 0 while up */
-    int64_t down_ms_total_;
+    int64_t down_since_us_;                   /* 0 while up; microseconds, as a switch of master
+                                               * on loopback takes less than a millisecond */
+    int64_t down_us_total_;
 };
 
 /** Attaches hiredis context @p ac to @p loop. Refuses (TALLY_ERR) a context already attached. */

@@ -13,6 +13,8 @@
 
 /** Milliseconds on the monotonic clock: for ages and deadlines. */
 int64_t tally_now_ms(void);
+/** Microseconds on the monotonic clock: for durations shorter than a millisecond adds up. */
+int64_t tally_now_us(void);
 /** Milliseconds since the Unix epoch: for timestamps users read. */
 int64_t tally_wall_ms(void);
 /** Wall-clock time in nanoseconds since the Unix epoch (shared by every process on a host). */

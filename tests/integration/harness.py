@@ -145,6 +145,29 @@ class Proc:
                     return int(line.split()[1])
         raise KeyError("VmRSS")
 
+    def connections_to(self, port):
+        """How many established TCP connections this process holds to loopback `port`, read
+        from /proc (its socket inodes matched against /proc/net/tcp), so no other client of
+        that server is mistaken for one of its own."""
+        inodes = set()
+        fd_dir = "/proc/%d/fd" % self.p.pid
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        n = 0
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                remote, state, inode = cols[2], cols[3], cols[9]
+                if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+                    n += 1
+        return n
+
 
 class Redis(Proc):
     def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None, host="127.0.0.1",

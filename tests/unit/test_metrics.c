@@ -16,7 +16,20 @@ Test(metrics, exposition_format)
         m.data, "# HELP tally_x_total Things.\n# TYPE tally_x_total counter\ntally_x_total 12\n"
                 "# HELP tally_y_total By route.\n# TYPE tally_y_total counter\n"
                 "tally_y_total{route=\"a\\\"b\"} 3\n"
-                "# HELP tally_age_seconds Age.\n# TYPE tally_age_seconds gauge\ntally_age_seconds 1.500\n");
+                "# HELP tally_age_seconds Age.\n# TYPE tally_age_seconds gauge\ntally_age_seconds 1.5\n");
+    tally_metrics_free(&m);
+}
+
+Test(metrics, sub_millisecond_values_keep_their_digits)
+{
+    tally_metrics_buf_t m;
+    tally_metrics_init(&m);
+    tally_metrics_add(&m, "tally_a_seconds_total", "counter", "A.", 0.000412);
+    tally_metrics_add(&m, "tally_b_seconds", "gauge", "B.", 0.25);
+    tally_metrics_add(&m, "tally_c_seconds", "gauge", "C.", 0.0000004);
+    cr_assert(strstr(m.data, "tally_a_seconds_total 0.000412\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "tally_b_seconds 0.25\n") != NULL, "%s", m.data);
+    cr_assert(strstr(m.data, "tally_c_seconds 0.0\n") != NULL, "below a microsecond: %s", m.data);
     tally_metrics_free(&m);
 }
 
