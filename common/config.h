@@ -44,10 +44,26 @@ typedef struct tally_opt {
 int tally_config_load(const tally_opt_t *opts, size_t nopts, void *cfg, int argc, char **argv,
                       const char *summary, char *err, size_t errlen);
 
+/** Returns 1 if the command line asks for --check-config. */
+int tally_config_wants_check(int argc, char **argv);
+/** Prints every setting as NAME=value, one a line, in the table's order; a secret that is set
+ *  shows as "(set, not shown)". */
+void tally_config_print(FILE *out, const tally_opt_t *opts, size_t nopts, const void *cfg);
+struct tally_mqtt_settings;
+/** After a program's own checks: fills the defaults that depend on other settings (an empty
+ *  @p instance_id, of @p id_size bytes: this machine's hostname, else @p fallback_id; an empty
+ *  MQTT client id: @p client_prefix and the instance id); then with --check-config prints the
+ *  effective configuration to stdout and "<progname>: configuration OK" to stderr and returns 0
+ *  (exit with it, having connected to nothing); else names the log's instance and returns -1
+ *  to go on. */
+int tally_config_settle(int argc, char **argv, const void *cfg, char *instance_id, size_t id_size,
+                        const char *fallback_id, struct tally_mqtt_settings *mqtt, const char *client_prefix);
+
 /** A program's start: loads the configuration (as tally_config_load) and sets the log
  *  threshold from the option at @p log_level_offset, and sends the log to the option named
- *  LOG_FILE if the table has one and it is set. Returns -1 to go on, or the exit
- *  status: 0 after --help/--version, 2 after printing "<progname>: <error>" to stderr. */
+ *  LOG_FILE if the table has one and it is set (with --check-config: only checks that the
+ *  file can be written, and logs to stderr). Returns -1 to go on, or the exit status: 0
+ *  after --help/--version, 2 after printing "<progname>: <error>" to stderr. */
 int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
                        char **argv, const char *summary, size_t log_level_offset);
 
@@ -63,10 +79,6 @@ void tally_config_reload_log(void);
 
 /** Fills an empty @p id (of @p size bytes) with this machine's hostname, or @p fallback. */
 void tally_default_instance_id(char *id, size_t size, const char *fallback);
-
-/** Prints the --help text: every option with its flag, default and help. */
-void tally_config_usage(FILE *out, const char *progname, const char *summary, const tally_opt_t *opts,
-                        size_t nopts);
 
 /** Called by tally_dotenv_parse for each assignment; returning TALLY_ERR stops parsing. */
 typedef int (*tally_dotenv_cb)(const char *key, const char *value, void *ud, char *err, size_t errlen);
@@ -84,6 +96,8 @@ int tally_parse_ll(const char *s, long long min, long long max, long long *out);
 int tally_check_host(char *value, size_t size, char *why, size_t whylen);
 /** An instance id usable in MQTT topics: 1-64 of [A-Za-z0-9._-]; empty means "hostname". */
 int tally_check_instance_id(char *value, size_t size, char *why, size_t whylen);
+/** LOG_FORMAT: text or json. */
+int tally_check_log_format(char *value, size_t size, char *why, size_t whylen);
 /** tcp://host[:port] or mqtt://host[:port]; rewritten to tcp://host:port for paho. */
 int tally_check_mqtt_url(char *value, size_t size, char *why, size_t whylen);
 

@@ -10,6 +10,8 @@
 
 static const char *log_progname = "tally";
 static atomic_int log_threshold = TALLY_LOG_INFO;
+static atomic_int log_format = TALLY_LOG_TEXT;
+static char log_instance[160];
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int tally_log_open(const char *path, char *why, size_t whylen)
@@ -42,6 +44,21 @@ void tally_log_init(const char *progname, enum tally_log_level level)
     atomic_store(&log_threshold, (int)level);
 }
 
+void tally_log_set_format(enum tally_log_format format)
+{
+    atomic_store(&log_format, (int)format);
+}
+
+int tally_log_format_from_name(const char *name)
+{
+    return strcmp(name, "text") == 0 ? TALLY_LOG_TEXT : strcmp(name, "json") == 0 ? TALLY_LOG_JSON : -1;
+}
+
+void tally_log_set_instance(const char *instance)
+{
+    snprintf(log_instance, sizeof(log_instance), "%s", instance);
+}
+
 void tally_log_set_level(enum tally_log_level level)
 {
     atomic_store(&log_threshold, (int)level);
@@ -69,28 +86,67 @@ int tally_log_enabled(enum tally_log_level level)
     return (int)level >= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
+/* Appends @p src to @p out (of @p size, at *len) as the inside of a JSON string. */
+static void json_append(char *out, size_t size, size_t *len, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)src; *p != '\0' && *len + 7 < size; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[(*len)++] = '\\';
+            out[(*len)++] = (char)*p;
+        } else if (*p >= 0x20 && *p < 0x7f) {
+            out[(*len)++] = (char)*p;
+        } else { /* control characters, and bytes that may not be UTF-8 */
+            memcpy(out + *len, "\\u00", 4);
+            out[*len + 4] = hex[*p >> 4];
+            out[*len + 5] = hex[*p & 15];
+            *len += 6;
+        }
+    }
+}
+
+/* The JSON line of one event (tally_log). Returns its length, newline included. */
+static size_t json_line(char *line, size_t size, const char *when, enum tally_log_level level,
+                        const char *msg)
+{
+    size_t len = (size_t)snprintf(line, size, "{\"time\":\"%s\",\"level\":\"%s\",\"program\":\"", when,
+                                  tally_log_level_name(level));
+    json_append(line, size, &len, log_progname);
+    len += (size_t)snprintf(line + len, size - len, "\",\"pid\":%d,\"instance\":\"", (int)getpid());
+    json_append(line, size, &len, log_instance);
+    memcpy(line + len, "\",\"message\":\"", 13);
+    len += 13;
+    json_append(line, size - 3, &len, msg);
+    memcpy(line + len, "\"}\n", 3);
+    return len + 3;
+}
+
 void tally_log(enum tally_log_level level, const char *fmt, ...)
 {
     if (!tally_log_enabled(level))
         return;
-
-    char line[1024];
+    char when[64], msg[1024], line[2 * 1024 + 512];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n =
-        snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s[%d]: ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                 tally_log_level_name(level), log_progname, (int)getpid());
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2)
-        len = sizeof(line) - 2;
-    line[len++] = '\n';
+    size_t len;
+    if (atomic_load_explicit(&log_format, memory_order_relaxed) == TALLY_LOG_JSON) {
+        len = json_line(line, sizeof(line), when, level, msg);
+    } else {
+        int n = snprintf(line, sizeof(line), "%s %-5s %s[%d]: %s\n", when, tally_log_level_name(level),
+                         log_progname, (int)getpid(), msg);
+        if (n <= 0)
+            return;
+        len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+        line[len - 1] = '\n';
+    }
     /* One write(2) per line keeps lines from different threads whole. */
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

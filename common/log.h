@@ -18,6 +18,15 @@ enum tally_log_level { TALLY_LOG_DEBUG = 0, TALLY_LOG_INFO, TALLY_LOG_WARN, TALL
 int tally_log_open(const char *path, char *why, size_t whylen);
 /** Sets the threshold and the program name printed on each line (not copied). */
 void tally_log_init(const char *progname, enum tally_log_level level);
+/* How each line is written: text for people, or one JSON object a line for log shippers. */
+enum tally_log_format { TALLY_LOG_TEXT = 0, TALLY_LOG_JSON };
+
+/** Sets the line format (LOG_FORMAT); safe while other threads log. */
+void tally_log_set_format(enum tally_log_format format);
+/** Returns the format named by @p name ("text", "json") or -1. */
+int tally_log_format_from_name(const char *name);
+/** Sets the instance id JSON lines carry (copied; before the threads start). */
+void tally_log_set_instance(const char *instance);
 /** Sets the threshold only; safe while other threads log. */
 void tally_log_set_level(enum tally_log_level level);
 /** Returns the level named by @p name ("debug", "info", "warn", "error") or -1. */
@@ -26,8 +35,17 @@ int tally_log_level_from_name(const char *name);
 const char *tally_log_level_name(enum tally_log_level level);
 /** Returns non-zero when a message at @p level would be printed. */
 int tally_log_enabled(enum tally_log_level level);
-/** Prints one line: time, level, program, message. Thread-safe (one write per line). */
+/** Prints one line: time, level, program, message. Thread-safe (one write per line). In JSON:
+ *  {"time":"<UTC, ms>","level":"...","program":"...","pid":N,"instance":"...","message":"..."},
+ *  every byte outside printable ASCII escaped, so a line is always valid JSON. */
 void tally_log(enum tally_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Returns 1 for the 1st, 2nd, 4th, 8th... occurrence of an event counted in @p n, 0 for
+ *  the others: a fault that repeats stays visible in the log without flooding it. */
+static inline int tally_log_every_power_of_two(unsigned long long n)
+{
+    return n != 0 && (n & (n - 1)) == 0;
+}
 
 #define tally_debug(...) tally_log(TALLY_LOG_DEBUG, __VA_ARGS__)
 #define tally_info(...) tally_log(TALLY_LOG_INFO, __VA_ARGS__)

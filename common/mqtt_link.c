@@ -1,5 +1,6 @@
 #include "mqtt_link.h"
 #include "log.h"
+#include "metrics.h"
 #include "sign.h"
 
 #include <string.h>
@@ -64,9 +65,9 @@ static void on_connect_fail(void *context, MQTTAsync_failureData5 *response)
     int expected = ST_CONNECTING;
     if (!atomic_compare_exchange_strong(&link->state_, &expected, ST_FAILED))
         return;
-    /* Throttled: the 1st, 2nd, 4th, 8th... failure in a row. */
+    /* Throttled: the failures in a row that are a power of two. */
     unsigned long long n = atomic_fetch_add(&link->failures_, 1) + 1;
-    if ((n & (n - 1)) != 0)
+    if (!tally_log_every_power_of_two(n))
         return;
     if (response != NULL && response->reasonCode != MQTTREASONCODE_SUCCESS)
         tally_warn("mqtt %s: connection refused: %s (attempt %llu)", link->url,
@@ -135,14 +136,14 @@ static int on_message_arrived(void *context, char *topic, int topiclen, MQTTAsyn
     int secret = link->secret != NULL && link->secret_len > 0;
     if (secret && !authentic(link, topic, message, &epoch)) {
         unsigned long long n = atomic_fetch_add(&link->forged, 1) + 1;
-        if ((n & (n - 1)) == 0)
+        if (tally_log_every_power_of_two(n))
             tally_warn("mqtt %s: dropped a%s message on %s without a valid signature (%llu dropped so far; "
                        "is someone publishing with an account that should not, or does a sender lack "
                        "CLUSTER_SECRET?)",
                        link->url, message->retained ? " retained" : "", topic, n);
     } else if (secret && epoch < atomic_load(&link->epoch)) {
         unsigned long long n = atomic_fetch_add(&link->stale_epoch, 1) + 1;
-        if ((n & (n - 1)) == 0)
+        if (tally_log_every_power_of_two(n))
             tally_warn("mqtt %s: dropped a%s message on %s of cluster epoch %llu, older than this one's %llu "
                        "(signed before a restore of Redis; %llu dropped so far)",
                        link->url, message->retained ? " retained" : "", topic, (unsigned long long)epoch,
@@ -227,7 +228,7 @@ static void connect_now(tally_mqtt_link_t *link)
     }
 }
 
-void tally_mqtt_link_set_secret(tally_mqtt_link_t *link, const char *secret)
+static void set_secret(tally_mqtt_link_t *link, const char *secret)
 {
     link->secret = secret;
     link->secret_len = strlen(secret);
@@ -326,4 +327,35 @@ void tally_mqtt_link_stop(tally_mqtt_link_t *link, int timeout_ms)
     atomic_store(&link->connected, 0);
     atomic_store(&link->subscribed, 0);
     MQTTAsync_destroy(&link->client_);
+}
+
+#define LOAD(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+
+void tally_mqtt_link_metrics(struct tally_metrics_buf *m, tally_mqtt_link_t *link)
+{
+    tally_metrics_add(m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
+                      (double)atomic_load(&link->connected));
+    tally_metrics_add(m, "tally_mqtt_messages_received_total", "counter", "MQTT messages received.",
+                      LOAD(link->received));
+    tally_metrics_add(m, "tally_mqtt_messages_published_total", "counter",
+                      "MQTT messages handed to the broker.", LOAD(link->published));
+    tally_metrics_add(m, "tally_mqtt_publish_failures_total", "counter",
+                      "MQTT publishes that could not be sent (broker unreachable).",
+                      LOAD(link->publish_failures));
+    tally_metrics_add(m, "tally_mqtt_unsigned_dropped_total", "counter",
+                      "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
+                      LOAD(link->forged));
+    tally_metrics_add(m, "tally_mqtt_stale_epoch_dropped_total", "counter",
+                      "Signed MQTT messages dropped because they belong to an older cluster epoch (before a "
+                      "restore of Redis).",
+                      LOAD(link->stale_epoch));
+}
+
+void tally_mqtt_link_configure(tally_mqtt_link_t *link, const tally_mqtt_settings_t *s)
+{
+    link->url = s->url;
+    link->client_id = s->client_id;
+    link->username = s->username;
+    link->password = s->password;
+    set_secret(link, s->cluster_secret);
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "settings.h"
 #include "util.h"
 
 #define TALLY_MQTT_MAX_TOPICS 4
@@ -66,9 +67,6 @@ typedef struct tally_mqtt_link {
     int64_t next_attempt_ms_;
 } tally_mqtt_link_t;
 
-/** Sets the cluster secret (CLUSTER_SECRET, not copied) before start; an empty one is
- *  logged as a warning: nothing will be signed or checked. */
-void tally_mqtt_link_set_secret(tally_mqtt_link_t *link, const char *secret);
 /** Raises the link's cluster epoch to @p epoch (never lowers it). Any thread. */
 void tally_mqtt_link_set_epoch(tally_mqtt_link_t *link, uint64_t epoch);
 /** Creates the client and starts connecting. Returns TALLY_ERR (logged) on a bad setting. */
@@ -81,5 +79,13 @@ int tally_mqtt_link_publish(tally_mqtt_link_t *link, const char *topic, const vo
                             int qos, int retained);
 /** Disconnects (waiting at most @p timeout_ms for queued messages) and destroys the client. */
 void tally_mqtt_link_stop(tally_mqtt_link_t *link, int timeout_ms);
+
+/** Points @p link at the settings @p s (not copied; the secret is taken as it is now). */
+void tally_mqtt_link_configure(tally_mqtt_link_t *link, const tally_mqtt_settings_t *s);
+
+struct tally_metrics_buf;
+/** Writes the link's families: tally_mqtt_connected, its messages received, published and
+ *  not sent, and those dropped unsigned or of an older epoch. */
+void tally_mqtt_link_metrics(struct tally_metrics_buf *m, tally_mqtt_link_t *link);
 
 #endif

@@ -271,8 +271,8 @@ void tally_presence_remove(tally_presence_t *p, const char *id)
     pthread_mutex_unlock(&p->lock);
 }
 
-size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_age_ms, char (*ids)[65],
-                             size_t max_ids)
+size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_age_ms,
+                             char (*ids)[TALLY_ID_SIZE], size_t max_ids)
 {
     size_t removed = 0;
     pthread_mutex_lock(&p->lock);

@@ -12,12 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 #define TALLY_STATUS_TOPIC_PREFIX "replicas/"
 #define TALLY_STATUS_TOPIC_SUFFIX "/status"
 #define TALLY_STATUS_MAX_PAYLOAD 1024
 
 typedef struct tally_status {
-    char id[65];
+    char id[TALLY_ID_SIZE];
     char host[128];
     char version[32];
     int64_t started_at; /* Unix ms */
@@ -55,8 +57,8 @@ int tally_presence_update(tally_presence_t *p, const tally_status_t *s, int64_t 
 void tally_presence_remove(tally_presence_t *p, const char *id);
 /** Forgets every replica offline and unheard of for at least @p max_age_ms, at most
  *  @p max_ids of them; their ids go to @p ids (may be NULL). Returns how many it forgot. */
-size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_age_ms, char (*ids)[65],
-                             size_t max_ids);
+size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_age_ms,
+                             char (*ids)[TALLY_ID_SIZE], size_t max_ids);
 /** Sets *@p online to how many replicas the table holds as online, and returns how many of
  *  them have an id below @p id (the rank of @p id among them, if it is online). */
 size_t tally_presence_rank(tally_presence_t *p, const char *id, size_t *online);

@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "redis_uv.h"
+#include "settings.h"
 #include "sentinel.h"
 #include "util.h"
 
@@ -66,7 +68,12 @@ struct tally_redis_link {
     uv_timer_t watch_timer_;     /* resubscribes to sentinels that went away */
     tally_sentinel_addr_t hint_; /* announced new master: the next connect tries it first */
     int has_hint_;
-    /* what other threads may read (tally_redis_link_shown, _down_seconds), under shown_lock_ */
+    /* what the Sentinel side (redis_sentinel.c) tells the link: a master named, none named
+     * in a whole round, a failover announced */
+    void (*found_)(tally_redis_link_t *link);
+    void (*none_)(tally_redis_link_t *link, const char *why);
+    void (*announced_)(tally_redis_link_t *link, const tally_sentinel_addr_t *to, const char *what);
+    /* what other threads may read (tally_redis_links_metrics), under shown_lock_ */
     pthread_mutex_t shown_lock_;
     char shown_[TALLY_SENTINEL_HOST_MAX + 8]; /* "host:port" of the node last connected */
     int64_t down_since_us_;                   /* 0 while up; microseconds, as a switch of master
@@ -74,11 +81,11 @@ struct tally_redis_link {
     int64_t down_us_total_;
 };
 
-/** Attaches hiredis context @p ac to @p loop. Refuses (TALLY_ERR) a context already attached. */
-int tally_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
-
-/** Writes what hiredis has queued on @p ac now instead of at the end of the loop pass. */
-void tally_redis_uv_flush(redisAsyncContext *ac);
+/** Points @p link at @p loop, the settings @p s and the parsed @p sentinels (none copied). */
+void tally_redis_link_configure(tally_redis_link_t *link, uv_loop_t *loop, const tally_redis_settings_t *s,
+                                const tally_sentinels_t *sentinels);
+/** Where the settings lead, for the start-up line: "host:port" or "master M through sentinels S". */
+void tally_redis_settings_describe(const tally_redis_settings_t *s, char *out, size_t size);
 
 /** Starts connecting; the link keeps itself connected until tally_redis_link_stop. */
 int tally_redis_link_start(tally_redis_link_t *link);
@@ -88,14 +95,6 @@ int tally_redis_reply_not_master(const char *err);
 /** Reads a total from a GET or MGET element: a number (tally_total_parse) or nil (0).
  *  Returns TALLY_OK and sets *v, or TALLY_ERR (*v is then 0) for anything else. */
 int tally_redis_reply_total(const redisReply *r, uint64_t *v);
-
-/** Copies "host:port" of the node in use (the last one connected) into @p out, or "" before
- *  the first connect; returns 1 while the link is up. Any thread may call it. */
-int tally_redis_link_shown(tally_redis_link_t *link, char *out, size_t size);
-
-/** Seconds the link has been without a usable node (master) since it started, the current
- *  outage included. Any thread may call it. */
-double tally_redis_link_down_seconds(tally_redis_link_t *link);
 
 struct tally_metrics_buf;
 /** Appends tally_redis_master{address} (the node in use, 1 while up) and

@@ -4,32 +4,31 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t tally_now_ms(void)
+static int64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t tally_now_ms(void)
+{
+    return clock_ns(CLOCK_MONOTONIC) / 1000000;
 }
 
 int64_t tally_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return clock_ns(CLOCK_MONOTONIC) / 1000;
 }
 
 int64_t tally_wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ns(CLOCK_REALTIME) / 1000000;
 }
 
 int64_t tally_wall_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return clock_ns(CLOCK_REALTIME);
 }
 
 void tally_backoff_init(tally_backoff_t *b, unsigned min_ms, unsigned max_ms)

@@ -11,6 +11,9 @@
 
 #define TALLY_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The buffer of an id: INSTANCE_ID, a Redis user or master name (at most 64 characters). */
+#define TALLY_ID_SIZE 65
+
 /** Milliseconds on the monotonic clock: for ages and deadlines. */
 int64_t tally_now_ms(void);
 /** Microseconds on the monotonic clock: for durations shorter than a millisecond adds up. */

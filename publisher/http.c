@@ -2,20 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http_respond.h"
 #include "log.h"
 #include "metrics.h"
 #include "publisher.h"
-
-static void respond(h2o_req_t *req, int status, const char *reason, const char *type, const char *body,
-                    size_t len)
-{
-    req->res.status = status;
-    req->res.reason = reason;
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, body, len);
-}
 
 static int ready(void)
 {
@@ -30,9 +20,9 @@ static void metrics(h2o_req_t *req)
     tally_metrics_add(&m, "tally_publisher_leader", "gauge", "1 while this publisher holds the lease.",
                       leading);
     tally_metrics_add(&m, "tally_publisher_lease_acquired_total", "counter",
-                      "Times this publisher became leader.", (double)g_pub.stats.acquired);
+                      "Times this publisher became leader.", (double)g_pub.lease.acquired);
     tally_metrics_add(&m, "tally_publisher_lease_lost_total", "counter", "Times it stopped leading.",
-                      (double)g_pub.stats.lost);
+                      (double)g_pub.lease.lost);
     tally_metrics_add(&m, "tally_publisher_publishes_total", "counter",
                       "Retained totals published (changed).", (double)g_pub.stats.publishes);
     tally_metrics_add(&m, "tally_publisher_heartbeats_total", "counter",
@@ -42,8 +32,7 @@ static void metrics(h2o_req_t *req)
                       (double)g_pub.stats.held_back);
     tally_metrics_add(&m, "tally_publisher_redis_read_errors_total", "counter", "Failed reads of the total.",
                       (double)g_pub.stats.read_errors);
-    tally_metrics_add(&m, "tally_publisher_retained_requests", "gauge",
-                      "Highest total known retained (formerly tally_publisher_retained_total).",
+    tally_metrics_add(&m, "tally_publisher_retained_requests", "gauge", "Highest total known retained.",
                       (double)tally_cache_value(&g_pub.floor));
     tally_metrics_add(&m, "tally_redis_connected", "gauge", "1 while Redis is connected.",
                       g_pub.redis.state == TALLY_REDIS_UP);
@@ -57,18 +46,10 @@ static void metrics(h2o_req_t *req)
     tally_redis_links_metrics(&m, &link, 1);
     tally_http_listener_t *listener = &g_pub.listener;
     tally_http_listeners_metrics(&m, &listener, 1);
-    tally_metrics_add(&m, "tally_mqtt_connected", "gauge", "1 while the MQTT session is up.",
-                      atomic_load(&g_pub.mqtt.connected));
+    tally_mqtt_link_metrics(&m, &g_pub.mqtt);
     tally_metrics_add(&m, "tally_publisher_statuses_cleared_total", "counter",
                       "Retained statuses of replicas offline for PRESENCE_EXPIRE_S cleared by this leader.",
                       (double)atomic_load(&g_pub.stats.statuses_cleared));
-    tally_metrics_add(&m, "tally_mqtt_unsigned_dropped_total", "counter",
-                      "MQTT messages dropped because they carried no valid CLUSTER_SECRET signature.",
-                      (double)atomic_load(&g_pub.mqtt.forged));
-    tally_metrics_add(&m, "tally_mqtt_stale_epoch_dropped_total", "counter",
-                      "Signed MQTT messages dropped because they belong to an older cluster epoch (before a "
-                      "restore of Redis).",
-                      (double)atomic_load(&g_pub.mqtt.stale_epoch));
     tally_metrics_add(
         &m, "tally_cluster_epoch", "gauge",
         "The cluster epoch (Redis key tally:epoch, raised after a deliberate restore) this process "
@@ -76,12 +57,7 @@ static void metrics(h2o_req_t *req)
         (double)tally_cache_epoch(&g_pub.floor));
     tally_metrics_add(&m, "tally_ready", "gauge", "1 while /readyz answers 200.", ready());
     tally_metrics_process(&m, g_pub.started_wall_ms);
-    if (m.failed)
-        respond(req, 500, "Internal Server Error", "application/json",
-                H2O_STRLIT("{\"error\":\"internal\"}"));
-    else
-        respond(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", m.data, m.len);
-    tally_metrics_free(&m);
+    tally_http_respond_metrics(req, &m);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -92,19 +68,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 h2o_memis(p.base, p.len, H2O_STRLIT("/readyz")) ||
                 h2o_memis(p.base, p.len, H2O_STRLIT("/metrics"));
     if (!known) {
-        respond(req, 404, "Not Found", "application/json", H2O_STRLIT("{\"error\":\"not_found\"}"));
+        tally_http_respond_not_found(req, "the publisher serves /healthz, /readyz and /metrics");
     } else if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-        respond(req, 405, "Method Not Allowed", "application/json",
-                H2O_STRLIT("{\"error\":\"method_not_allowed\"}"));
+        tally_http_respond_bad_method(req, "GET", "only GET is allowed here");
     } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/healthz"))) {
-        respond(req, 200, "OK", "application/json", H2O_STRLIT("{\"status\":\"ok\"}"));
+        tally_http_respond_alive(req);
     } else if (h2o_memis(p.base, p.len, H2O_STRLIT("/readyz"))) {
         char body[128];
         int r = ready();
         size_t len = (size_t)snprintf(body, sizeof(body), "{\"ready\":%s,\"leader\":%s}",
                                       r ? "true" : "false", lease_held(tally_now_ms()) ? "true" : "false");
-        respond(req, r ? 200 : 503, r ? "OK" : "Service Unavailable", "application/json", body, len);
+        tally_http_respond(req, r ? 200 : 503, r ? "OK" : "Service Unavailable", TALLY_CT_JSON, body, len);
     } else {
         metrics(req);
     }

@@ -78,7 +78,7 @@ static void on_total(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (v < floor) {
         g_pub.stats.held_back++;
-        if (g_pub.stats.held_back == 1 || (g_pub.stats.held_back & (g_pub.stats.held_back - 1)) == 0)
+        if (tally_log_every_power_of_two(g_pub.stats.held_back))
             tally_warn(
                 "redis total %llu is below the retained %llu (did Redis lose increments?); not publishing it",
                 (unsigned long long)v, (unsigned long long)floor);
@@ -157,21 +157,18 @@ int main(int argc, char **argv)
                                 PUBLISHER_SUMMARY, offsetof(struct publisher_config, log_level));
     if (rc >= 0)
         return rc;
+    rc = tally_config_settle(argc, argv, cfg, cfg->instance_id, sizeof(cfg->instance_id), "publisher",
+                             &cfg->mqtt, "publisher-");
+    if (rc >= 0)
+        return rc;
     signal(SIGPIPE, SIG_IGN);
     g_pub.started_wall_ms = tally_wall_ms();
-    tally_default_instance_id(cfg->instance_id, sizeof(cfg->instance_id), "publisher");
-    if (cfg->mqtt_client_id[0] == '\0')
-        snprintf(cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id), "publisher-%.50s", cfg->instance_id);
 
     uv_loop_init(&g_pub.loop);
     tally_cache_init(&g_pub.floor);
     atomic_init(&g_pub.retained_seen, 0);
     tally_mqtt_link_t *mq = &g_pub.mqtt;
-    mq->url = cfg->mqtt_url;
-    mq->client_id = cfg->mqtt_client_id;
-    mq->username = cfg->mqtt_username;
-    mq->password = cfg->mqtt_password;
-    tally_mqtt_link_set_secret(mq, cfg->cluster_secret);
+    tally_mqtt_link_configure(mq, &cfg->mqtt);
     if (cfg->forget_replica[0] != '\0')
         return publisher_forget(cfg->forget_replica);
     if (publisher_http_start() != TALLY_OK)
@@ -186,17 +183,9 @@ int main(int argc, char **argv)
     if (tally_mqtt_link_start(mq) != TALLY_OK)
         return 1;
 
-    g_pub.redis.loop = &g_pub.loop;
-    g_pub.redis.host = cfg->redis_host;
-    g_pub.redis.port = cfg->redis_port;
-    g_pub.redis.password = cfg->redis_password;
-    g_pub.redis.username = cfg->redis_username;
-    g_pub.redis.sentinels = &g_pub.sentinels;
-    g_pub.redis.master_name = cfg->redis_master_name;
-    g_pub.redis.sentinel_password = cfg->redis_sentinel_password;
-    g_pub.redis.sentinel_username = cfg->redis_sentinel_username;
+    tally_redis_link_configure(&g_pub.redis, &g_pub.loop, &cfg->redis, &g_pub.sentinels);
     char why[256];
-    if (tally_sentinels_parse(cfg->redis_sentinels, &g_pub.sentinels, why, sizeof(why)) != TALLY_OK)
+    if (tally_sentinels_parse(cfg->redis.sentinels, &g_pub.sentinels, why, sizeof(why)) != TALLY_OK)
         return 2; /* checked while loading: cannot happen */
     if (tally_redis_link_start(&g_pub.redis) != TALLY_OK)
         return 1;
@@ -214,9 +203,10 @@ int main(int argc, char **argv)
     uv_signal_init(&g_pub.loop, &g_pub.sighup);
     uv_signal_start(&g_pub.sighup, on_sighup, SIGHUP);
 
-    tally_info("publisher %s: http %s:%d, redis %s:%d, mqtt %s, lease %s (%d ms)", cfg->instance_id,
-               cfg->http_host, cfg->http_port, cfg->redis_host, cfg->redis_port, cfg->mqtt_url,
-               cfg->lease_key, cfg->lease_ttl_ms);
+    char redis_where[1200];
+    tally_redis_settings_describe(&cfg->redis, redis_where, sizeof(redis_where));
+    tally_info("publisher %s: http %s:%d, redis %s, mqtt %s, lease %s (%d ms)", cfg->instance_id,
+               cfg->http_host, cfg->http_port, redis_where, cfg->mqtt.url, cfg->lease_key, cfg->lease_ttl_ms);
     uv_run(&g_pub.loop, UV_RUN_DEFAULT);
     tally_mqtt_link_stop(mq, 1000);
     tally_info("stopped after %llu publishes", g_pub.stats.publishes);

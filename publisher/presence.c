@@ -13,7 +13,7 @@
 
 void publisher_presence_on_message(const char *topic, const void *payload, size_t len)
 {
-    char id[65];
+    char id[TALLY_ID_SIZE];
     tally_status_t s;
     if (tally_status_topic_id(topic, id) != TALLY_OK)
         return;
@@ -34,7 +34,7 @@ static int clear_status(const char *id)
 
 void publisher_presence_expire(void)
 {
-    char ids[16][65];
+    char ids[16][TALLY_ID_SIZE];
     size_t n = tally_presence_expire(&g_pub.presence, tally_wall_ms(),
                                      (int64_t)g_pub.cfg.presence_expire_s * 1000, ids, 16);
     for (size_t i = 0; i < n; i++) {
@@ -50,7 +50,7 @@ int publisher_forget(const char *id)
 {
     /* Its own client id: the running publisher's must not be taken over. */
     static char client_id[160];
-    snprintf(client_id, sizeof(client_id), "%.100s-forget-%d", g_pub.cfg.mqtt_client_id, (int)getpid());
+    snprintf(client_id, sizeof(client_id), "%.100s-forget-%d", g_pub.cfg.mqtt.client_id, (int)getpid());
     g_pub.mqtt.client_id = client_id;
     int64_t deadline = tally_now_ms() + 10000;
     if (tally_mqtt_link_start(&g_pub.mqtt) != TALLY_OK)
@@ -65,6 +65,6 @@ int publisher_forget(const char *id)
     if (rc == 0)
         tally_info("cleared the retained status of %s", id);
     else
-        tally_error("could not reach the broker at %s to clear the status of %s", g_pub.cfg.mqtt_url, id);
+        tally_error("could not reach the broker at %s to clear the status of %s", g_pub.cfg.mqtt.url, id);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "lease.h"
 #include "http_listener.h"
 #include "mqtt_link.h"
 #include "total.h"
@@ -20,31 +21,21 @@
 #define PUBLISHER_REDIS_KEY TALLY_TOTAL_KEY
 
 struct publisher_config {
-    char instance_id[65];
+    char instance_id[TALLY_ID_SIZE];
     char http_host[256];
     int http_port;
     int max_connections;
-    char redis_host[256];
-    int redis_port;
-    char redis_password[512];
-    char redis_username[65];
-    char redis_sentinels[1024];
-    char redis_master_name[65];
-    char redis_sentinel_password[512];
-    char redis_sentinel_username[65];
-    char mqtt_url[300];
-    char mqtt_username[128];
-    char mqtt_password[512];
-    char mqtt_client_id[128];
-    char cluster_secret[256];
+    tally_redis_settings_t redis; /* REDIS_HOST ... REDIS_SENTINEL_USERNAME */
+    tally_mqtt_settings_t mqtt;   /* MQTT_URL ... MQTT_CLIENT_ID, CLUSTER_SECRET */
     int publish_interval_ms;
     int heartbeat_ms;
     char lease_key[128];
     int lease_ttl_ms;
     int presence_expire_s;
-    char forget_replica[65];
+    char forget_replica[TALLY_ID_SIZE];
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
+    char log_format[8];
 };
 
 extern const tally_opt_t publisher_options[];
@@ -63,11 +54,7 @@ struct publisher {
     tally_mqtt_link_t mqtt;
 
     /* lease.c */
-    char token[160];        /* our value in the lease key: instance, pid, random */
-    int leader;             /* we believe we hold the lease... */
-    int64_t lease_until_ms; /* ...until this monotonic time at the latest */
-    int lease_op_inflight;
-    int64_t last_renew_ms;
+    tally_lease_t lease; /* the leader's lease: held while we lead */
     uv_timer_t lease_timer;
 
     /* publishing */
@@ -91,7 +78,7 @@ struct publisher {
     tally_presence_t presence;
 
     struct {
-        unsigned long long publishes, heartbeats, acquired, lost, held_back, read_errors;
+        unsigned long long publishes, heartbeats, held_back, read_errors;
         atomic_ullong statuses_cleared;
     } stats;
 };

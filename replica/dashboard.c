@@ -3,6 +3,7 @@
  * own origin (its Content-Security-Policy allows nothing else). Never counted. */
 #include <string.h>
 
+#include "http_respond.h"
 #include "replica.h"
 
 extern const unsigned char tally_dashboard_html[], tally_dashboard_js[], tally_dashboard_css[];
@@ -30,5 +31,5 @@ void dashboard_handle(h2o_req_t *req, int head)
                           H2O_STRLIT("no-referrer"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0, NULL,
                           H2O_STRLIT("DENY"));
-    routes_respond(req, 200, "OK", type, head ? NULL : (const char *)body, head ? SIZE_MAX : len);
+    tally_http_respond(req, 200, "OK", type, head ? NULL : (const char *)body, head ? SIZE_MAX : len);
 }

@@ -16,7 +16,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "http_respond.h"
 #include "log.h"
+#include "readiness.h"
 #include "replica.h"
 
 #define EVENTS_TOTAL_EVERY_MS 100    /* at most 10 total events a second */
@@ -228,7 +230,7 @@ void events_handle(struct worker *w, h2o_req_t *req, int head)
 {
     int max = g_replica.cfg.events_max_clients;
     if (head) {
-        routes_respond(req, 200, "OK", "text/event-stream", NULL, SIZE_MAX);
+        tally_http_respond(req, 200, "OK", "text/event-stream", NULL, SIZE_MAX);
         return;
     }
     if (atomic_fetch_add(&g_replica.events_clients, 1) >= max) {
@@ -237,7 +239,7 @@ void events_handle(struct worker *w, h2o_req_t *req, int head)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
         static const char body[] = "{\"error\":\"too_many_event_clients\",\"message\":\"EVENTS_MAX_CLIENTS "
                                    "event streams are open on this replica; try again later\"}";
-        routes_respond(req, 503, "Service Unavailable", "application/json", body, sizeof(body) - 1);
+        tally_http_respond(req, 503, "Service Unavailable", "application/json", body, sizeof(body) - 1);
         return;
     }
     struct events_conn *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
@@ -256,13 +258,7 @@ void events_handle(struct worker *w, h2o_req_t *req, int head)
         uint64_t spread = fnv1a((const char *)&c, sizeof(c)) ^ (uint64_t)now;
         c->end_ms = now + life - (int64_t)(spread % (uint64_t)(life / 10 + 1));
     }
-    atomic_fetch_add_explicit(&g_replica.stats.responses[RS_200], 1, memory_order_relaxed);
-    req->res.status = 200;
-    req->res.reason = "OK";
-    req->res.content_length = SIZE_MAX;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("text/event-stream"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    tally_http_answer(req, 200, "OK", "text/event-stream", SIZE_MAX);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
                           H2O_STRLIT("no"));
     h2o_start_response(req, &c->gen);

@@ -32,7 +32,7 @@ int presence_publish(int online)
 
 void presence_on_message(const char *topic, const void *payload, size_t len)
 {
-    char id[65];
+    char id[TALLY_ID_SIZE];
     tally_status_t s;
     if (tally_status_topic_id(topic, id) != TALLY_OK) {
         atomic_fetch_add(&g_replica.stats.status_dropped, 1);
@@ -44,7 +44,7 @@ void presence_on_message(const char *topic, const void *payload, size_t len)
     }
     if (tally_status_parse(payload, len, &s) != TALLY_OK || strcmp(s.id, id) != 0) {
         unsigned long long n = atomic_fetch_add(&g_replica.stats.status_dropped, 1) + 1;
-        if (n == 1 || (n & (n - 1)) == 0)
+        if (tally_log_every_power_of_two(n))
             tally_warn("mqtt: dropped an invalid status on %s (%llu dropped so far)", topic, n);
         return;
     }

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "batch_script.h"
 #include "config.h"
 #include "http_format.h"
 #include "metrics.h"
@@ -18,33 +19,17 @@
 #include "redis_link.h"
 #include "total.h"
 
-#define REPLICA_TOPIC_TOTAL TALLY_TOTAL_TOPIC
-#define REPLICA_REDIS_KEY TALLY_TOTAL_KEY
-/* The highest total a batch script raised total_count to after lost writes (see counter.c). */
-#define REPLICA_LIFT_KEY "tally:lifted"
-
 struct replica_config {
     char service_host[256];
     int service_port;
     int max_connections;
-    char instance_id[65];
+    char instance_id[TALLY_ID_SIZE];
     int instance_id_wait_ms;
-    char redis_host[256];
-    int redis_port;
-    char redis_password[512];
-    char redis_username[65];
-    char redis_sentinels[1024];
-    char redis_master_name[65];
-    char redis_sentinel_password[512];
-    char redis_sentinel_username[65];
+    tally_redis_settings_t redis; /* REDIS_HOST ... REDIS_SENTINEL_USERNAME */
     int redis_timeout_ms;
     int redis_wait_replicas;
     int redis_wait_timeout_ms;
-    char mqtt_url[300];
-    char mqtt_username[128];
-    char mqtt_password[512];
-    char mqtt_client_id[128];
-    char cluster_secret[256];
+    tally_mqtt_settings_t mqtt; /* MQTT_URL ... MQTT_CLIENT_ID, CLUSTER_SECRET */
     int publish_interval_us;
     int publish_eager_rps;
     int presence_interval_ms;
@@ -57,6 +42,7 @@ struct replica_config {
     int idempotency_ttl_s;
     int log_level;
     char log_file[TALLY_LOG_FILE_MAX];
+    char log_format[8];
 };
 
 /** The option table of the replica (see config.h), and its length. */
@@ -71,11 +57,11 @@ enum { RS_200, RS_400, RS_404, RS_405, RS_500, RS_503, RS_MAX };
 struct replica_stats {
     atomic_ullong route_requests[TALLY_ROUTE_METRICS + 1]; /* by enum tally_route */
     atomic_ullong responses[RS_MAX];
-    atomic_ullong redis_errors;        /* failed INCRBY batches (connection lost, error reply, timeout) */
+    atomic_ullong redis_errors;        /* failed batches (connection lost, error reply, timeout) */
     atomic_ullong redis_timeouts;      /* connections dropped because a reply took too long */
     atomic_ullong publish_interval_ns; /* the publish rule's current interval (any thread's) */
     atomic_ullong redis_lifted;  /* increments added to raise a total_count found below a total handed out */
-    atomic_ullong redis_batches; /* INCRBY commands sent */
+    atomic_ullong redis_batches; /* batches sent (one script call each) */
     atomic_ullong redis_batched; /* requests carried by those commands */
     atomic_ullong redis_retries; /* batches sent again after a lost connection */
     atomic_ullong redis_refused; /* resends refused: a lift may already hold them (503) */
@@ -123,65 +109,6 @@ struct replica {
 
 extern struct replica g_replica;
 
-/* What became of a counted request: counted (n is this process's N, m the cluster's M), or
- * not (message says why: the caller answers 503). A request with an Idempotency-Key whose
- * answer Redis already held is "replayed": it did not count now, and its n, m and instance
- * are the stored answer's (instance NULL: this replica's own). */
-struct counter_result {
-    int counted;
-    uint64_t n, m;
-    const char *message;
-    int replayed;
-    const char *instance;
-    size_t instance_len;
-};
-
-/** A counted request's completion, registered with counter_submit: called exactly once per
- *  request still alive, on the worker's thread; @p tag is the caller's, passed back. */
-typedef void (*counter_done_fn)(h2o_req_t *req, int tag, const struct counter_result *result);
-
-/* A counted request waiting for its INCRBY reply. Lives in a batch, outside the request's
- * memory pool, because the client may go away (and h2o free the request) first. */
-struct pending {
-    h2o_req_t *req;         /* NULL once h2o disposed of the request */
-    struct pending **slot_; /* the request-pool slot that points back here; NULL when detached */
-    counter_done_fn done;
-    int tag;
-    /* Idempotency-Key: -1 without one; else the index of the batch's first item with the
-     * same key (its own index for that first item, which alone carries the fields below). */
-    int lead;
-    uint32_t key_off, inst_off; /* the key, and a stored answer's instance, in the batch's keys */
-    uint16_t key_len, inst_len;
-    int key_state;            /* KEY_* in counter.c */
-    uint64_t key_n;           /* the N taken at the first send (sent with every send) */
-    uint64_t answer_n, key_m; /* the key's answer: its N and M */
-};
-
-#define BATCH_MAX 512
-#define BATCH_KEY_SLOTS 1024 /* the batch's key lookup table: twice BATCH_MAX */
-
-/* The counted requests of one loop pass, group-committed with one INCRBY. */
-struct batch {
-    struct batch *next; /* in the worker's in-flight FIFO, retry FIFO or free list */
-    struct worker *worker;
-    uint64_t seq;          /* the batch's id in the worker's dedup ring: retries reuse it */
-    int64_t first_sent_ms; /* its requests get 503 once this is REDIS_TIMEOUT_MS old */
-    int64_t sent_ms;       /* the latest send */
-    uint64_t sent_ns;      /* the same, uv_hrtime(): its round trip goes into the histogram */
-    int sends;             /* how often it was sent: a resend must check the ring first */
-    uint64_t sent_floor;   /* the cached total at the first send: its range lies above it */
-    uint64_t epoch;        /* the cluster epoch Redis answered it in */
-    uint64_t first, total; /* REDIS_WAIT_REPLICAS: its totals, held until WAIT confirms them */
-    size_t n;
-    size_t nplain;                       /* items without an Idempotency-Key */
-    size_t nkeys;                        /* distinct keys: their first items are in leaders */
-    uint16_t leaders[BATCH_MAX];         /* item index of each key's first item, in order */
-    uint16_t key_slots[BATCH_KEY_SLOTS]; /* open addressing by key hash: leader index + 1, 0: free */
-    char *keys;                          /* the keys' bytes (and stored answers' instances) */
-    size_t keys_len, keys_cap;
-    struct pending items[BATCH_MAX];
-};
-
 struct worker {
     int index;
     pthread_t thread;
@@ -199,27 +126,22 @@ struct worker {
     tally_histogram_t redis_duration;    /* batch sent -> its reply, on this thread */
 
     tally_redis_link_t redis;
-    int redis_seeded;     /* GET total_count answered on the current connection */
-    char script_sha[48];  /* SHA of the batch script, loaded on the current connection */
-    char batch_head[440]; /* RESP of "EVALSHA <sha> 4 total_count <ring> tally:lifted tally:epoch" */
-    size_t batch_head_len;
-    size_t batch_head_sha_end; /* where the SHA ends in batch_head (the key count follows) */
-    char *keyed_cmd;           /* a batch with keys is written here (grown as needed) */
-    size_t keyed_cmd_cap;
+    int redis_seeded;           /* the seed (MGET total_count tally:epoch) answered on this connection */
+    struct batch_script script; /* the batch script's SHA and commands on this connection */
 
-    struct batch *open;                          /* collecting this pass; NULL when none */
-    struct batch *inflight_head, *inflight_tail; /* sent, waiting for replies, in order */
-    struct batch *retry_head, *retry_tail;       /* lost with a connection, to resend in order */
-    struct batch *confirm_head, *confirm_tail;   /* applied, waiting for WAIT (REDIS_WAIT_REPLICAS) */
-    int64_t wait_sent_ms;                        /* the oldest WAIT not answered yet (0: none) */
-    int waits_pending;                           /* at most 1: see send_wait */
-    int wait_needed;                             /* batches were sent while a WAIT was pending */
+    struct batch *open;         /* collecting this pass; NULL when none */
+    struct batch_fifo inflight; /* sent, waiting for replies, in order */
+    struct batch_fifo retry;    /* lost with a connection, to resend in order */
+    struct batch_fifo confirm;  /* applied, waiting for WAIT (REDIS_WAIT_REPLICAS) */
+    int64_t wait_sent_ms;       /* the oldest WAIT not answered yet (0: none) */
+    int waits_pending;          /* at most 1: see send_wait */
+    int wait_needed;            /* batches were sent while a WAIT was pending */
     uint64_t next_seq;
     char dedup_key[200]; /* tally:batches:<instance>:<start ms>:<thread> */
     struct batch *free_batches;
     size_t waiting; /* counted requests not yet answered */
 
-    uint64_t newest_total;    /* highest total from this worker's INCRBY replies */
+    uint64_t newest_total;    /* highest total from this worker's batch replies */
     uint64_t published_total; /* highest total this worker published */
     uint64_t last_publish_ns; /* uv_hrtime() of the last publish */
     uv_timer_t publish_timer; /* trailing publish when the interval held one back */
@@ -238,57 +160,14 @@ struct worker {
 int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf);
 /** Runs the worker's loop until it has drained after a stop request. */
 void worker_run(struct worker *w);
-/** Asks the worker (from any thread) to stop accepting and drain. */
-void worker_request_stop(struct worker *w);
-
 /** Starts draining (SIGTERM, SIGINT, a refused start): logs @p why once, stops every worker. */
 void replica_request_stop(const char *why);
-
-/* main.c */
-/** INSTANCE_ID is ours (claim.c, worker 0): connects to the broker the first time. */
-void replica_claimed(struct worker *w);
-/** Another live process holds INSTANCE_ID: logs one error line and stops with exit code 2. */
-void replica_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* claim.c: INSTANCE_ID held in Redis by one process at a time */
-/** Makes the claim's key and token; before any worker starts. */
-void claim_init(void);
-/** Worker 0's Redis link is up: claim (or renew) now. */
-void claim_on_redis_up(struct worker *w);
-/** Worker 0, every watchdog tick: renews the claim, or asks again while it is contested. */
-void claim_tick(struct worker *w, int64_t now_ms);
-/** Worker 0 at exit: deletes the claim if it is ours (queued; the caller flushes). */
-void claim_release(struct worker *w);
-
-/* counter.c: the group commit */
-/** Queues a counted request on @p w; @p done learns its result once its INCRBY returns (or at
- *  once, when it cannot be counted). The counter knows nothing of HTTP answers. */
-void counter_submit(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag);
-/** The same for a request with an Idempotency-Key (@p key, @p key_len bytes, copied). */
-void counter_submit_keyed(struct worker *w, h2o_req_t *req, counter_done_fn done, int tag, const char *key,
-                          size_t key_len);
-/** Offers a total learned in cluster @p epoch (Redis's answer or a signed MQTT message) to the
- *  cache and the MQTT link: a newer epoch replaces the cached total (logged). Any thread. */
-void counter_offer(uint64_t epoch, uint64_t total, int64_t now_ms);
-/** Returns 1 when @p w could count a request now (its Redis link is up and seeded). */
-int counter_can_count(const struct worker *w);
-/** End of a loop pass: sends the open batch and publishes the newest total. */
-void counter_flush(struct worker *w);
-/** Publishes the newest total if one is due (also from the trailing timer). */
-void counter_publish(struct worker *w);
-/** Re-decides the publish rule from the cluster's request rate; called every watchdog tick. */
-void counter_update_rate(struct worker *w);
-/** Fails batches whose reply is overdue by dropping the Redis connection. */
-void counter_check_deadline(struct worker *w, int64_t now_ms);
-/** Answers 503 to every batch waiting to be resent (at shutdown). */
-void counter_fail_waiting(struct worker *w);
-/** Redis link callbacks. */
-void counter_on_redis_up(tally_redis_link_t *link);
-void counter_on_redis_down(tally_redis_link_t *link, const char *why);
 
 /* routes.c */
 /** h2o on_req handler: every path goes through here. */
 int routes_handle(h2o_handler_t *self, h2o_req_t *req);
+/** Counts, times (and while draining, closes) every answer; before any request. */
+void routes_init(void);
 
 /* GET /dashboard, /dashboard.js, /dashboard.css (dashboard.c). */
 void dashboard_handle(h2o_req_t *req, int head);
@@ -297,11 +176,6 @@ void dashboard_handle(h2o_req_t *req, int head);
 void events_handle(struct worker *w, h2o_req_t *req, int head);
 /** Sends each of the worker's event streams what changed; called on its watchdog tick. */
 void events_tick(struct worker *w, int64_t now);
-/** Answers @p req with @p status and a body; @p content_type NULL means JSON. */
-void routes_respond(h2o_req_t *req, int status, const char *reason, const char *content_type,
-                    const char *body, size_t len);
-/** Returns 1 when the process is ready to take traffic (/readyz). */
-int replica_is_ready(void);
 
 /* presence.c */
 /** Fills @p s with this replica's status. */

@@ -4,8 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claim.h"
+#include "counter.h"
 #include "log.h"
+#include "publish.h"
 #include "replica.h"
+#include "seed.h"
 
 #define WATCHDOG_MS 50
 #define DRAIN_IDLE_MS 200 /* no request for this long while draining: the rest are idle */
@@ -17,7 +21,7 @@ static void on_flush(uv_check_t *check)
 
 static void finish(struct worker *w)
 {
-    counter_publish(w); /* the last total goes out if the broker is there */
+    publish_total(w); /* the last total goes out if the broker is there */
     if (w->index == 0)
         uv_timer_stop(&w->delay_timer);
     if (w->index == 0 && w->redis.ac != NULL) {
@@ -37,7 +41,7 @@ static void on_watchdog(uv_timer_t *t)
     struct worker *w = t->data;
     int64_t now = tally_now_ms();
     counter_check_deadline(w, now);
-    counter_update_rate(w);
+    publish_update_rate(w);
     events_tick(w, now);
     if (w->index == 0 && !atomic_load(&g_replica.stopping))
         claim_tick(w, now);
@@ -71,6 +75,12 @@ static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)s, (void)signum;
     tally_config_reload_log();
+}
+
+/* Asks @p w (from any thread) to stop accepting and drain. */
+static void worker_request_stop(struct worker *w)
+{
+    uv_async_send(&w->wakeup);
 }
 
 void replica_request_stop(const char *why)
@@ -107,14 +117,9 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_redis_up(tally_redis_link_t *link)
 {
     struct worker *w = link->data;
-    counter_on_redis_up(link);
+    seed_on_redis_up(link);
     if (w->index == 0)
         claim_on_redis_up(w);
-}
-
-void worker_request_stop(struct worker *w)
-{
-    uv_async_send(&w->wakeup);
 }
 
 int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
@@ -163,17 +168,9 @@ int worker_init(struct worker *w, int index, h2o_globalconf_t *hconf)
 
     snprintf(w->dedup_key, sizeof(w->dedup_key), "tally:batches:%s:%lld:%d", g_replica.cfg.instance_id,
              (long long)g_replica.started_wall_ms, index);
-    w->redis.loop = &w->loop;
-    w->redis.host = g_replica.cfg.redis_host;
-    w->redis.port = g_replica.cfg.redis_port;
-    w->redis.password = g_replica.cfg.redis_password;
-    w->redis.username = g_replica.cfg.redis_username;
-    w->redis.sentinels = &g_replica.sentinels;
-    w->redis.master_name = g_replica.cfg.redis_master_name;
-    w->redis.sentinel_password = g_replica.cfg.redis_sentinel_password;
-    w->redis.sentinel_username = g_replica.cfg.redis_sentinel_username;
+    tally_redis_link_configure(&w->redis, &w->loop, &g_replica.cfg.redis, &g_replica.sentinels);
     w->redis.on_up = on_redis_up;
-    w->redis.on_down = counter_on_redis_down;
+    w->redis.on_down = seed_on_redis_down;
     w->redis.data = w;
     return tally_redis_link_start(&w->redis);
 }

@@ -8,12 +8,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${TALLY_IMAGE_PREFIX:-tally}
 tag=${TALLY_TAG:-latest}
 "$root/scripts/docker-base-image.sh" debian:bookworm-slim
-build() { # build <name> <dockerfile>
+build() { # build <name> <dockerfile> [docker build options]
   echo "docker-build.sh: $prefix/$1:$tag"
-  docker build -q -f "$root/$2" -t "$prefix/$1:$tag" "$root" >/dev/null
+  docker build -q -f "$root/$2" "${@:3}" -t "$prefix/$1:$tag" "$root" >/dev/null
 }
-build replica replica/Dockerfile
-build publisher publisher/Dockerfile
+build replica docker/tally.Dockerfile --target replica
+build publisher docker/tally.Dockerfile --target publisher
 build broker broker-config/Dockerfile
 build redis broker-config/redis.Dockerfile
 build lb docker/lb.Dockerfile

@@ -1,11 +1,13 @@
-"""The replica binary's configuration behaviour: --help, bad values exit 2 with one line."""
+"""The programs' configuration behaviour: --help, bad values exit 2 with one line,
+--check-config, LOG_FORMAT=json."""
+import json
 import os
 import re
 import subprocess
 import tempfile
 import unittest
 
-from harness import REPLICA
+from harness import PUBLISHER, REPLICA, free_port
 
 
 def run(args=(), env=None, cwd=None):
@@ -82,6 +84,87 @@ class ConfigTest(unittest.TestCase):
                               "tcp://127.0.0.1:1"])
         self.assertEqual(rc, 1)
         self.assertIn("cannot listen", err)
+
+
+class CheckConfigTest(unittest.TestCase):
+    """--check-config: every setting loaded and checked, printed with secrets masked, and
+    nothing connected to."""
+
+    def test_prints_the_effective_configuration_and_connects_to_nothing(self):
+        import socket
+        with socket.socket() as trap, tempfile.NamedTemporaryFile("w", suffix=".secret") as secret:
+            trap.bind(("127.0.0.1", 0))
+            trap.listen()
+            trap.settimeout(0.3)
+            port = trap.getsockname()[1]
+            secret.write("s3cret-from-a-file\n")
+            secret.flush()
+            for prog, extra in ((REPLICA, ["--service-port", "8111"]), (PUBLISHER, [])):
+                env = {"REDIS_PORT": str(port), "REDIS_PASSWORD": "hunter2", "MQTT_URL": "tcp://127.0.0.1:%d" % port,
+                       "MQTT_PASSWORD_FILE": secret.name, "INSTANCE_ID": "c1"}
+                p = subprocess.run([prog, "--check-config"] + extra, env=dict(os.environ, **env), capture_output=True,
+                                   text=True, timeout=10)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertIn("configuration OK", p.stderr)
+                settings = dict(line.split("=", 1) for line in p.stdout.splitlines())
+                self.assertEqual(settings["REDIS_PORT"], str(port))
+                self.assertEqual(settings["INSTANCE_ID"], "c1")
+                self.assertEqual(settings["REDIS_PASSWORD"], "(set, not shown)")
+                self.assertEqual(settings["MQTT_PASSWORD"], "(set, not shown)", "read from its _FILE")
+                self.assertEqual(settings["LOG_FORMAT"], "text")
+                self.assertNotIn("hunter2", p.stdout + p.stderr)
+                self.assertNotIn("s3cret", p.stdout + p.stderr)
+                self.assertTrue(settings["MQTT_CLIENT_ID"], "the default filled in")
+                if prog == REPLICA:
+                    self.assertEqual(settings["SERVICE_PORT"], "8111")
+                with self.assertRaises(socket.timeout, msg="%s connected to Redis or the broker" % prog):
+                    trap.accept()[0].close()
+
+    def test_a_bad_setting_or_an_unwritable_log_file_exits_2(self):
+        for env, name in (({"REDIS_PORT": "0"}, "REDIS_PORT"), ({"LOG_FILE": "/nonexistent-dir/t.log"}, "LOG_FILE"),
+                          ({"IDEMPOTENCY_TTL_S": "1"}, "IDEMPOTENCY_TTL_S"), ({"LOG_FORMAT": "xml"}, "LOG_FORMAT")):
+            rc, out, err = run(["--check-config"], env)
+            self.assertEqual(rc, 2, (env, err))
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+            self.assertIn(name, err)
+            self.assertEqual(out, "", "nothing printed as if it were valid")
+
+    def test_a_log_file_is_checked_but_not_written(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "tally.log")
+            rc, _, err = run(["--check-config"], {"LOG_FILE": path})
+            self.assertEqual(rc, 0, err)
+            self.assertFalse(os.path.exists(path), "--check-config creates nothing")
+
+
+class LogFormatTest(unittest.TestCase):
+    def test_json_lines_for_log_shippers(self):
+        port = free_port()
+        e = dict(os.environ, LOG_FORMAT="json", INSTANCE_ID="j1", REDIS_PORT=str(port),
+                 MQTT_URL="tcp://127.0.0.1:%d" % port, SERVICE_HOST="127.0.0.1", SERVICE_PORT=str(free_port()))
+        p = subprocess.Popen([REPLICA], env=e, stderr=subprocess.PIPE, text=True)
+        try:
+            lines = []
+            while len(lines) < 3:  # the start line and Redis's refusals
+                line = p.stderr.readline()
+                self.assertTrue(line, "the replica went quiet")
+                lines.append(line)
+        finally:
+            p.terminate()
+            rest = p.communicate(timeout=15)[1]
+        lines += rest.splitlines(keepends=True)
+        for line in lines:
+            self.assertTrue(line.endswith("\n"))
+            event = json.loads(line)
+            self.assertEqual(sorted(event), ["instance", "level", "message", "pid", "program", "time"], line)
+            self.assertEqual(event["program"], "tally-replica")
+            self.assertEqual(event["instance"], "j1")
+            self.assertEqual(event["pid"], p.pid)
+            self.assertIn(event["level"], ("debug", "info", "warn", "error"))
+            self.assertRegex(event["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        messages = [json.loads(line)["message"] for line in lines]
+        self.assertTrue(any("cannot connect" in m for m in messages), messages)
+        self.assertTrue(any(m.startswith("stopped after") for m in messages), "the last line too: %s" % messages[-3:])
 
 
 class DocumentedOptionsTest(unittest.TestCase):
