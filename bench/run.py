@@ -73,6 +73,8 @@ def main():
     ap.add_argument("--connections", default="64,256",
                     help="wrk connection counts, comma-separated; the first also drives the cluster part")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--baseline", help="also run the replica of this other build directory (e.g. of the commit "
+                    "before a change), interleaved with the others, on a Redis of its own (appendfsync everysec)")
     ap.add_argument("--write", help="also write the table into this markdown file")
     ap.add_argument("--no-cluster", action="store_true",
                     help="only the single-replica table (skip 3/10 replicas, propagation, memory, start-up)")
@@ -118,6 +120,14 @@ def main():
                           rep, None))
             if fsync == "everysec":
                 plain_rep, plain_redis = rep, redis
+        if args.baseline:  # the same case, the other build's binary
+            base_redis = harness.Redis(workdir, fsync="everysec").start()
+            procs.append(base_redis)
+            base = harness.Replica(workdir, base_redis, broker, "bench-baseline", extra_env={"LOG_LEVEL": "warn"})
+            base.argv[0] = os.path.join(args.baseline, "replica", "tally-replica")
+            procs.append(base.start())
+            cases.append(("replica (everysec), the build in %s (baseline)" % args.baseline,
+                          "http://127.0.0.1:%d/" % base.port, base, None))
         # Idempotency-Key: every request keyed, on a replica with a Redis of its own (its
         # memory per key is measured), against the same wrk work without a key. A short TTL
         # keeps the keys of all runs from filling the machine's memory.
