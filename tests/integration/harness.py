@@ -5,6 +5,7 @@ test (even on failure). Readiness is always polled with a deadline, never slept 
 """
 import http.client
 import os
+import random
 import re
 import shutil
 import signal
@@ -83,10 +84,45 @@ def render_edge(cfg_text, edge_port, stats_port, replicas):
     return out
 
 
+def _ephemeral_low():
+    """The lowest port the kernel hands out as an outgoing connection's source port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out = set()
+_ports = random.Random()  # seeded from os.urandom: two processes of the kit pick apart
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, for a server a test starts. Taken below the
+    kernel's ephemeral range, so no outgoing connection of any process (a replica's to Redis,
+    a client's) can hold it as its source port by the time the server binds it, and never the
+    same twice in this process (the kernel may hand a port that bind(0) just gave back to the
+    next bind(0); CI once saw mosquitto refused one of its five listeners)."""
+    low = 10000
+    for _ in range(500) if _EPHEMERAL_LOW - low > 1000 else ():
+        port = _ports.randrange(low, _EPHEMERAL_LOW)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    while True:  # no room below the ephemeral range: what the kernel picks, never twice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Proc:
@@ -361,9 +397,14 @@ class SecureBroker(Proc):
 
     def start(self):
         super().start()
+        def up(port):
+            if not self.alive():
+                return "exited"
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return "up"
         for port in (self.port, self.watch_port, self.ws_port, self.watch_tls_port, self.wss_port):
-            wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
-                     what="mosquitto port %d" % port)
+            if wait_for(lambda: up(port), what="mosquitto port %d" % port) == "exited":  # say why
+                raise AssertionError("mosquitto exited at start:\n" + self.output())
         return self
 
     def url(self):
