@@ -10,10 +10,9 @@ mosquitto_sub received, the share of steps that go backwards. With --baseline, a
 replica binary (e.g. one built from an older commit) is measured the same way, the two
 interleaved run by run, so noise hits both alike. Prints one markdown table.
 
-    python3 bench/backsteps.py [--replicas 3] [--runs 5] [--seconds 5] [--connections 64]
+    python3 -m bench.backsteps [--replicas 3] [--runs 5] [--seconds 5] [--connections 64]
                                [--baseline OTHER/tally-replica]
 """
-import argparse
 import os
 import statistics
 import subprocess
@@ -23,25 +22,25 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402
+from bench import common
+from kit import procs
 
 
 def one_run(workdir, binary, replicas, seconds, connections):
-    redis = harness.Redis(workdir, fsync="everysec").start()
-    broker = harness.Broker(workdir).start()
+    redis = procs.Redis(workdir, fsync="everysec").start()
+    broker = procs.Broker(workdir).start()
     reps = []
     watcher = None
     try:
         for i in range(replicas):
-            rep = harness.Replica(workdir, redis, broker, "b%d" % i, extra_env={"LOG_LEVEL": "warn"})
+            rep = procs.Replica(workdir, redis, broker, "b%d" % i, extra_env={"LOG_LEVEL": "warn"})
             rep.argv[0] = binary
             reps.append(rep.start())
-        watcher = harness.Watcher(broker)
+        watcher = procs.Watcher(broker)
         per = max(4, connections // replicas)
-        procs = [subprocess.Popen(["wrk", "-t1", "-c%d" % per, "-d%ds" % seconds, "http://127.0.0.1:%d/" % r.port],
+        running = [subprocess.Popen(["wrk", "-t1", "-c%d" % per, "-d%ds" % seconds, "http://127.0.0.1:%d/" % r.port],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for r in reps]
-        for p in procs:
+        for p in running:
             p.wait()
         time.sleep(0.5)  # the last totals in flight reach the watcher
         totals = watcher.totals()
@@ -56,16 +55,13 @@ def one_run(workdir, binary, replicas, seconds, connections):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = common.arguments(__doc__.split("\n\n")[0], 64, build=False)
     ap.add_argument("--replicas", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--baseline", help="another tally-replica binary to measure beside this one")
     args = ap.parse_args()
     if args.replicas < 2 or args.runs < 1 or args.seconds < 1:
         ap.error("--replicas must be at least 2, --runs and --seconds at least 1")
-    binaries = [("this build", harness.REPLICA or os.path.join(ROOT, "build", "replica", "tally-replica"))]
+    binaries = [("this build", procs.REPLICA or os.path.join(ROOT, "build", "replica", "tally-replica"))]
     if args.baseline:
         binaries.insert(0, ("baseline (%s)" % args.baseline, args.baseline))
     results = {label: [] for label, _ in binaries}

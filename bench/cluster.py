@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import time
 
-import harness
+from kit import http_reader, procs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,12 +42,12 @@ class Group:
     """n replicas with their own Redis and broker."""
 
     def __init__(self, workdir, n, env=None):
-        self.redis = harness.Redis(workdir, fsync="everysec").start()
-        self.broker = harness.Broker(workdir).start()
+        self.redis = procs.Redis(workdir, fsync="everysec").start()
+        self.broker = procs.Broker(workdir).start()
         self.replicas = []
         self.ready_ms = []
         for i in range(n):
-            rep = harness.Replica(workdir, self.redis, self.broker, "g%d-r%d" % (n, i),
+            rep = procs.Replica(workdir, self.redis, self.broker, "g%d-r%d" % (n, i),
                                   extra_env=dict({"LOG_LEVEL": "warn"}, **(env or {})))
             self.replicas.append(rep)
             self.ready_ms.append(start_timed(rep))
@@ -118,13 +118,13 @@ def propagation(workdir, seconds, rate, env=None, probes=800):
         delays = []
         while len(delays) < probes and time.monotonic() - t_start < seconds:
             sa.sendall(req_a)
-            _, body = harness._read_response(fa)
+            _, _, body = http_reader.read_response(fa)
             t0 = time.perf_counter()
-            m = int(harness.TEXT_RE.match(body)["m"])
+            m = http_reader.parse_answer(body)[2]
             while True:
                 sb.sendall(req_b)
-                _, tb = harness._read_response(fb)
-                total = int(tb.split('"cluster_total":')[1].split(",")[0].rstrip("}"))
+                _, _, tb = http_reader.read_response(fb)
+                total = int(tb.decode().split('"cluster_total":')[1].split(",")[0].rstrip("}"))
                 if total >= m:
                     delays.append((time.perf_counter() - t0) * 1000.0)
                     break

@@ -5,9 +5,8 @@ ceiling, interleaved run by run (wrk -t1, 256 connections by default); then fail
 longest time without a 200 after `kill -9` of the master (down-after-milliseconds 1000),
 over several failovers. Prints markdown tables.
 
-    python3 bench/ha.py [--runs 5] [--seconds 5] [--connections 256] [--failovers 5]
+    python3 -m bench.ha [--runs 5] [--seconds 5] [--connections 256] [--failovers 5]
 """
-import argparse
 import os
 import statistics
 import subprocess
@@ -18,44 +17,38 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-sys.path.insert(0, HERE)
-import harness  # noqa: E402
-from run import wrk  # noqa: E402
+from bench.run import wrk
+from bench import common
+from kit import procs
+from kit.ha import RedisSet
 
 
-def ha_set(workdir, quorum=2):
-    m = harness.Redis(workdir, fsync="everysec").start()
-    rs = [harness.Redis(workdir, fsync="everysec", replica_of=m).start() for _ in range(2)]
-    harness.wait_for(lambda: m.replicas_online() == 2 and m.replicas_acking(2), timeout=20,
-                     what="both Redis replicas to confirm writes")
-    ss = [harness.Sentinel(workdir, m, quorum=quorum).start() for _ in range(3)]
-    for s in ss:
-        harness.wait_for(lambda: s.command("SENTINEL", "get-master-addr-by-name", "tally"), timeout=10,
-                         what="the sentinel to name the master")
-    return [m] + rs, ss
+def ha_set(workdir):
+    """The shipped Redis set (kit/ha.py): its nodes, master first, and its sentinels."""
+    s = RedisSet(workdir, lambda p: p.start())
+    return s.nodes, s.sentinels
 
 
 def replica(workdir, ss, broker, name, extra=None):
     env = {"REDIS_SENTINELS": ",".join(s.addr() for s in ss), "LOG_LEVEL": "warn"}
     env.update(extra or {})
-    return harness.Replica(workdir, None, broker, name, extra_env=env).start()
+    return procs.Replica(workdir, None, broker, name, extra_env=env).start()
 
 
 def throughput(args, workdir, build):
-    static_port = harness.free_port()
-    procs = [harness.Proc("static", [os.path.join(build, "bench", "tally-static-h2o"), str(static_port)],
+    static_port = procs.free_port()
+    running = [procs.Proc("static", [os.path.join(build, "bench", "tally-static-h2o"), str(static_port)],
                           workdir).start()]
-    harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
+    procs.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
                                             capture_output=True).returncode == 0, what="the static ceiling")
-    broker = harness.Broker(workdir).start()
+    broker = procs.Broker(workdir).start()
     nodes, ss = ha_set(workdir)
-    procs += nodes + ss + [broker]
+    running += nodes + ss + [broker]
     cases = [("static h2o (ceiling)", "http://127.0.0.1:%d/" % static_port)]
     for label, extra in (("replica, async (REDIS_WAIT_REPLICAS=0)", None),
                          ("replica, REDIS_WAIT_REPLICAS=1", {"REDIS_WAIT_REPLICAS": "1"})):
         rep = replica(workdir, ss, broker, "bench-%d" % len(cases), extra)
-        procs.append(rep)
+        running.append(rep)
         cases.append((label, "http://127.0.0.1:%d/" % rep.port))
     res = {label: [] for label, _ in cases}
     try:
@@ -63,10 +56,10 @@ def throughput(args, workdir, build):
             for label, url in cases:
                 res[label].append(wrk(url, args.seconds, args.connections))
             print("throughput run %d/%d done" % (run + 1, args.runs), file=sys.stderr, flush=True)
-        waits = procs[-1].metric("tally_redis_waits_total")
-        batched = procs[-1].metric("tally_redis_batched_requests_total")
+        waits = running[-1].metric("tally_redis_waits_total")
+        batched = running[-1].metric("tally_redis_batched_requests_total")
     finally:
-        for p in reversed(procs):
+        for p in reversed(running):
             p.stop()
     ceiling = statistics.median(r["rps"] for r in res[cases[0][0]])
     rows = []
@@ -82,7 +75,7 @@ def throughput(args, workdir, build):
 
 
 def failovers(args, workdir):
-    broker = harness.Broker(workdir).start()
+    broker = procs.Broker(workdir).start()
     nodes, ss = ha_set(workdir)
     rep = replica(workdir, ss, broker, "failover", {"REDIS_TIMEOUT_MS": "1000"})
     by_port = {n.port: n for n in nodes}
@@ -112,7 +105,7 @@ def failovers(args, workdir):
             time.sleep(0.5)
             victim.kill9()
             try:
-                harness.wait_for(lambda: ss[0].master()[1] != port, timeout=30, interval=0.05, what="a promotion")
+                procs.wait_for(lambda: ss[0].master()[1] != port, timeout=30, interval=0.05, what="a promotion")
             except AssertionError:  # what each sentinel decided, and when, for the note
                 for sn in ss:
                     events = [ln for ln in sn.output().splitlines() if any(
@@ -120,17 +113,17 @@ def failovers(args, workdir):
                                           "switch-master", "abort"))]
                     print("--- %s:\n%s" % (sn.name, "\n".join(events[-12:])), file=sys.stderr, flush=True)
                 raise
-            harness.wait_for(lambda: time.monotonic() - last_ok[0] < 0.1, timeout=30, what="counting again")
+            procs.wait_for(lambda: time.monotonic() - last_ok[0] < 0.1, timeout=30, what="counting again")
             time.sleep(0.3)
             stop.set()
             t.join()
             gaps.append(worst[0])
             # the killed node comes back as a replica of the new master, for the next round
-            fresh = harness.Redis(workdir, fsync="everysec", port=port)
+            fresh = procs.Redis(workdir, fsync="everysec", port=port, ha=True)
             fresh.argv += ["--replicaof", "127.0.0.1", str(ss[0].master()[1])]
             by_port[port] = fresh.start()
             nodes.append(by_port[port])
-            harness.wait_for(lambda: by_port[ss[0].master()[1]].replicas_online() == 2, timeout=30,
+            procs.wait_for(lambda: by_port[ss[0].master()[1]].replicas_online() == 2, timeout=30,
                              what="two replicas again")
             print("failover %d/%d: %.2f s without a 200" % (k + 1, args.failovers, worst[0]), file=sys.stderr,
                   flush=True)
@@ -143,17 +136,13 @@ def failovers(args, workdir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=256)
+    ap = common.arguments(__doc__.split("\n\n")[0], 256)
     ap.add_argument("--failovers", type=int, default=5)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--failovers-only", action="store_true", help="skip the throughput table")
     args = ap.parse_args()
     if min(args.runs, args.seconds, args.connections, args.failovers) < 1:
         ap.error("every count must be at least 1")
-    harness.REPLICA = os.path.join(args.build, "replica", "tally-replica")
+    procs.REPLICA = os.path.join(args.build, "replica", "tally-replica")
     if not args.failovers_only:
         with tempfile.TemporaryDirectory(prefix="tally-bench-ha-") as workdir:
             print(throughput(args, workdir, args.build))

@@ -3,7 +3,7 @@
 (UUID keys, pipelined 256 deep), then Redis's used_memory growth divided by N. This is the
 "bytes per key" of the formula in docs/configuration.md (IDEMPOTENCY_TTL_S).
 
-    python3 bench/idem_memory.py [--keys 100000] [--build build]
+    python3 -m bench.idem_memory [--keys 100000] [--build build]
 """
 import argparse
 import os
@@ -14,8 +14,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402
+from kit import http_reader, procs
 
 
 def used_memory(redis):
@@ -28,11 +27,11 @@ def main():
     ap.add_argument("--keys", type=int, default=100000)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     args = ap.parse_args()
-    harness.REPLICA = os.path.join(args.build, "replica", "tally-replica")
+    procs.REPLICA = os.path.join(args.build, "replica", "tally-replica")
     workdir = tempfile.mkdtemp(prefix="tally-idem-")
-    redis = harness.Redis(workdir, fsync="everysec").start()
-    broker = harness.Broker(workdir).start()
-    rep = harness.Replica(workdir, redis, broker, "replica-1", extra_env={"LOG_LEVEL": "warn"}).start()
+    redis = procs.Redis(workdir, fsync="everysec").start()
+    broker = procs.Broker(workdir).start()
+    rep = procs.Replica(workdir, redis, broker, "replica-1", extra_env={"LOG_LEVEL": "warn"}).start()
     try:
         redis.command("SET", "total_count", "123456789")  # totals with the digits of a busy cluster
         before, keys0 = used_memory(redis), redis.command("DBSIZE")
@@ -44,7 +43,7 @@ def main():
                 s.sendall(b"".join(b"GET / HTTP/1.1\r\nHost: t\r\nIdempotency-Key: %s\r\n\r\n" %
                                    str(uuid.uuid4()).encode() for _ in range(k)))
                 for _ in range(k):
-                    status = harness.read_response(f)[0]
+                    status = http_reader.read_response(f)[0]
                     if status != 200:
                         sys.exit("idem_memory: a keyed request got %d" % status)
                 sent += k

@@ -11,9 +11,8 @@ interleaved run by run against the static h2o ceiling:
     commit before them, built in a worktree), no /events client: the histograms' cost.
 Prints a Markdown table of median req/s, the ratio to the ceiling and to the first case.
 
-    python3 bench/liveview.py [--runs 5] [--seconds 5] [--connections 256] [--baseline PATH]
+    python3 -m bench.liveview [--runs 5] [--seconds 5] [--connections 256] [--baseline PATH]
 """
-import argparse
 import os
 import socket
 import statistics
@@ -24,10 +23,9 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-sys.path.insert(0, HERE)
-import harness  # noqa: E402
-from run import wrk  # noqa: E402
+from bench import common
+from kit import procs
+from bench.run import wrk
 
 
 class Readers:
@@ -68,33 +66,29 @@ class Readers:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=256)
+    ap = common.arguments(__doc__.split("\n\n")[0], 256)
     ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--baseline", help="a tally-replica without the histograms, for their cost")
     args = ap.parse_args()
     if min(args.runs, args.seconds, args.connections, args.clients) < 1:
         ap.error("every count must be at least 1")
-    harness.REPLICA = os.path.join(args.build, "replica", "tally-replica")
+    procs.REPLICA = os.path.join(args.build, "replica", "tally-replica")
     with tempfile.TemporaryDirectory(prefix="tally-bench-live-") as d:
-        static_port = harness.free_port()
-        procs = [harness.Proc("static", [os.path.join(args.build, "bench", "tally-static-h2o"), str(static_port)],
+        static_port = procs.free_port()
+        running = [procs.Proc("static", [os.path.join(args.build, "bench", "tally-static-h2o"), str(static_port)],
                               d).start()]
-        harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
+        procs.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
                                                 capture_output=True).returncode == 0, what="the static ceiling")
-        redis = harness.Redis(d, fsync="everysec").start()
-        broker = harness.Broker(d).start()
+        redis = procs.Redis(d, fsync="everysec").start()
+        broker = procs.Broker(d).start()
         env = {"EVENTS_MAX_CLIENTS": str(2 * args.clients + 10), "LOG_LEVEL": "warn"}
-        rep = harness.Replica(d, redis, broker, "live", extra_env=env).start()
-        procs += [redis, broker, rep]
+        rep = procs.Replica(d, redis, broker, "live", extra_env=env).start()
+        running += [redis, broker, rep]
         base = None
         if args.baseline:
-            base = harness.Replica(d, redis, broker, "base", extra_env={"LOG_LEVEL": "warn"})
+            base = procs.Replica(d, redis, broker, "base", extra_env={"LOG_LEVEL": "warn"})
             base.argv = [args.baseline]
-            procs.append(base.start())
+            running.append(base.start())
         cases = ["static h2o (ceiling)", "replica, no /events client",
                  "replica, %d reading /events clients" % args.clients,
                  "replica, %d stalled /events clients" % args.clients]
@@ -110,7 +104,7 @@ def main():
                     readers = None
                     if c in (cases[2], cases[3]):
                         readers = Readers(rep.port, args.clients, read=c == cases[2])
-                        harness.wait_for(lambda: rep.metric("tally_events_clients") >= args.clients,
+                        procs.wait_for(lambda: rep.metric("tally_events_clients") >= args.clients,
                                          what="the event clients")
                     try:
                         res[c].append(wrk(url, args.seconds, args.connections))
@@ -121,7 +115,7 @@ def main():
                             readers.close()
                 print("run %d/%d done" % (k + 1, args.runs), file=sys.stderr, flush=True)
         finally:
-            for p in reversed(procs):
+            for p in reversed(running):
                 p.stop()
     ceiling = statistics.median(r["rps"] for r in res[cases[0]])
     plain = statistics.median(r["rps"] for r in res[cases[1]])

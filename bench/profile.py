@@ -4,7 +4,7 @@ machine). Starts redis-server, mosquitto and one replica under valgrind, sends a
 number of counted requests with tally-load, stops the replica cleanly and prints the
 instructions per request and the functions that cost the most (inclusive and self).
 
-    python3 bench/profile.py [--requests 20000] [--build build] [--top 25]
+    python3 -m bench.profile [--requests 20000] [--build build] [--top 25]
 """
 import argparse
 import glob
@@ -16,8 +16,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402
+from kit import procs
 
 
 def main():
@@ -31,9 +30,9 @@ def main():
         sys.exit("profile: %s is missing; build first" % replica)
     work = tempfile.mkdtemp(prefix="tally-profile-")
     out = os.path.join(work, "callgrind.out")
-    redis = harness.Redis(work, fsync="everysec").start()
-    broker = harness.Broker(work).start()
-    rep = harness.Replica(work, redis, broker, "prof", extra_env={"LOG_LEVEL": "warn"},
+    redis = procs.Redis(work, fsync="everysec").start()
+    broker = procs.Broker(work).start()
+    rep = procs.Replica(work, redis, broker, "prof", extra_env={"LOG_LEVEL": "warn"},
                           args=())
     rep.argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--separate-threads=no",
                 replica]

@@ -8,9 +8,8 @@ wrk -t1 against each at every connection count given (64 and 256 by default),
 interleaving the cases so machine noise hits all alike, and prints medians of req/s, p50
 and p99 with the ratio to the static h2o ceiling at the same connection count.
 
-    python3 bench/run.py [--runs 5] [--seconds 5] [--connections 64,256] [--write docs/benchmarks.md]
+    python3 -m bench.run [--runs 5] [--seconds 5] [--connections 64,256] [--write docs/benchmarks.md]
 """
-import argparse
 import os
 import platform
 import re
@@ -23,9 +22,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402  (Redis, Broker, Replica, Watcher, wait_for, free_port)
-import cluster  # noqa: E402  (several replicas, propagation, memory, start-up)
+from bench import cluster, common  # cluster: several replicas, propagation, memory, start-up
+from kit import procs
 
 
 def parse_latency(text, pct):
@@ -60,19 +58,14 @@ http { access_log off; client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastc
   uwsgi_temp_path %(d)s; scgi_temp_path %(d)s; keepalive_requests 100000000;
   server { listen 127.0.0.1:%(p)d; location / { default_type text/plain; return 200 "%(b)s"; } } }
 """ % {"d": workdir, "p": port, "b": body})
-    p = harness.Proc("nginx", ["nginx", "-p", workdir, "-c", conf], workdir).start()
-    harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % port],
+    p = procs.Proc("nginx", ["nginx", "-p", workdir, "-c", conf], workdir).start()
+    procs.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % port],
                                             capture_output=True).returncode == 0, what="nginx")
     return p
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--connections", default="64,256",
-                    help="wrk connection counts, comma-separated; the first also drives the cluster part")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap = common.arguments(__doc__, "64,256")  # --connections: comma-separated; the first drives the cluster part
     ap.add_argument("--baseline", help="also run the replica of this other build directory (e.g. of the commit "
                     "before a change), interleaved with the others, on a Redis of its own (appendfsync everysec)")
     ap.add_argument("--write", help="also write the table into this markdown file")
@@ -91,51 +84,51 @@ def main():
     for b in (replica_bin, static_bin):
         if not os.access(b, os.X_OK):
             sys.exit("bench: %s is missing; build first (cmake -S . -B build && cmake --build build)" % b)
-    harness.REPLICA = replica_bin
+    procs.REPLICA = replica_bin
 
     workdir = tempfile.mkdtemp(prefix="tally-bench-")
-    procs, watchers = [], []
+    running, watchers = [], []
     try:
         cases = []  # (name, url, replica or None, header wrk adds or None)
-        static_port = harness.free_port()
-        procs.append(harness.Proc("static", [static_bin, str(static_port)], workdir).start())
-        harness.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
+        static_port = procs.free_port()
+        running.append(procs.Proc("static", [static_bin, str(static_port)], workdir).start())
+        procs.wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/" % static_port],
                                                 capture_output=True).returncode == 0, what="static h2o")
         cases.append(("h2o static answer (ceiling)", "http://127.0.0.1:%d/" % static_port, None, None))
-        nginx = start_nginx(workdir, harness.free_port())
+        nginx = start_nginx(workdir, procs.free_port())
         if nginx:
-            procs.append(nginx)
+            running.append(nginx)
             cases.append(("nginx `return 200`, 1 worker", nginx_url(workdir), None, None))
 
-        broker = harness.Broker(workdir).start()
-        procs.append(broker)
-        watchers.append(harness.Watcher(broker))
+        broker = procs.Broker(workdir).start()
+        running.append(broker)
+        watchers.append(procs.Watcher(broker))
         for fsync in ("everysec", "always"):
-            redis = harness.Redis(workdir, fsync=fsync).start()
-            procs.append(redis)
-            rep = harness.Replica(workdir, redis, broker, "bench-%s" % fsync,
+            redis = procs.Redis(workdir, fsync=fsync).start()
+            running.append(redis)
+            rep = procs.Replica(workdir, redis, broker, "bench-%s" % fsync,
                                   extra_env={"LOG_LEVEL": "warn"}).start()
-            procs.append(rep)
+            running.append(rep)
             cases.append(("replica + Redis (appendfsync %s) + MQTT" % fsync, "http://127.0.0.1:%d/" % rep.port,
                           rep, None))
             if fsync == "everysec":
                 plain_rep, plain_redis = rep, redis
         if args.baseline:  # the same case, the other build's binary
-            base_redis = harness.Redis(workdir, fsync="everysec").start()
-            procs.append(base_redis)
-            base = harness.Replica(workdir, base_redis, broker, "bench-baseline", extra_env={"LOG_LEVEL": "warn"})
+            base_redis = procs.Redis(workdir, fsync="everysec").start()
+            running.append(base_redis)
+            base = procs.Replica(workdir, base_redis, broker, "bench-baseline", extra_env={"LOG_LEVEL": "warn"})
             base.argv[0] = os.path.join(args.baseline, "replica", "tally-replica")
-            procs.append(base.start())
+            running.append(base.start())
             cases.append(("replica (everysec), the build in %s (baseline)" % args.baseline,
                           "http://127.0.0.1:%d/" % base.port, base, None))
         # Idempotency-Key: every request keyed, on a replica with a Redis of its own (its
         # memory per key is measured), against the same wrk work without a key. A short TTL
         # keeps the keys of all runs from filling the machine's memory.
-        keyed_redis = harness.Redis(workdir, fsync="everysec").start()
-        procs.append(keyed_redis)
-        keyed_rep = harness.Replica(workdir, keyed_redis, broker, "bench-keyed",
+        keyed_redis = procs.Redis(workdir, fsync="everysec").start()
+        running.append(keyed_redis)
+        keyed_rep = procs.Replica(workdir, keyed_redis, broker, "bench-keyed",
                                     extra_env={"LOG_LEVEL": "warn", "IDEMPOTENCY_TTL_S": "10"}).start()
-        procs.append(keyed_rep)
+        running.append(keyed_rep)
         cases.append(("replica (everysec), wrk adds a header of its own to every request, no key",
                       "http://127.0.0.1:%d/" % plain_rep.port, plain_rep, "X-Padding"))
         cases.append(("replica (everysec), every request keyed (`Idempotency-Key`, TTL 10 s)",
@@ -157,7 +150,7 @@ def main():
                 for name, url, rep, header in cases:
                     before = [rep.metric(k) for k in keys] if rep else None
                     if rep is keyed_rep:  # the keys of earlier runs expire first
-                        harness.wait_for(lambda: keyed_redis.command("DBSIZE") <= 16, timeout=30,
+                        procs.wait_for(lambda: keyed_redis.command("DBSIZE") <= 16, timeout=30,
                                          what="the keys of the last run to expire")
                         mem0 = redis_memory(keyed_redis)
                     cpu0 = cpu_seconds(keyed_redis if rep is keyed_rep else plain_redis) if header else 0
@@ -208,11 +201,11 @@ def main():
         def ratio(name):
             return " / ".join("%.0f%%" % (100 * rps_of[(name, c)] / rps_of[(names[0], c)]) for c in conns)
         if not args.no_cluster:
-            for p in reversed(procs):  # the single-replica servers are done: free the cores
+            for p in reversed(running):  # the single-replica servers are done: free the cores
                 p.stop()
             for w in watchers:
                 w.stop()
-            procs, watchers = [], []
+            running, watchers = [], []
             scale, prop_table, summ = cluster.run_cluster(
                 workdir, args.runs, args.seconds, conns[0], wrk, rps_of[(names[-2], conns[0])],
                 lambda m: print(m, file=sys.stderr))
@@ -246,7 +239,7 @@ def main():
     finally:
         for w in watchers:
             w.stop()
-        for p in reversed(procs):
+        for p in reversed(running):
             p.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 

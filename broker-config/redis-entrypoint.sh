@@ -61,15 +61,9 @@ if [ "$mode" = sentinel ]; then
     echo "redis: no $sentinel_acl_file: one password for everything (deprecated; make-secrets.sh makes the file)" >&2
     printf 'sentinel auth-pass tally %s\nrequirepass %s\n' "$pw" "$pw" >"$auth"
   fi
-  if [ ! -s "$conf" ]; then
-    sed -e "s|@PORT@|${REDIS_LISTEN_PORT:-26379}|" -e "s|@BIND@|$bind|" -e "s|@DIR@|$data|" \
-        -e "s|@MASTER_HOST@|$primary_host|" -e "s|@MASTER_PORT@|$primary_port|" -e "/@AUTH@/d" \
-        -e "s|@ANNOUNCE@|sentinel announce-ip $me|" "$etc/sentinel.conf.in" >"$conf"
-  else # what the sentinel learned stays; users and passwords follow the secrets (rotation)
-    sed -i -e "/^sentinel auth-pass tally /d" -e "/^sentinel auth-user tally /d" -e "/^requirepass /d" \
-      -e "/^user /d" "$conf"
-  fi
-  cat "$auth" >>"$conf"  # after "sentinel monitor tally", which the auth lines name
+  SENTINEL_TEMPLATE="$etc/sentinel.conf.in" bash "$etc/sentinel-conf.sh" "$conf" \
+    --port "${REDIS_LISTEN_PORT:-26379}" --bind "$bind" --master "$primary_host:$primary_port" --announce "$me" \
+    --auth "$auth"
   rm -f "$auth"
   cmd=(redis-server "$conf" --sentinel)
   run_as_redis "$conf"

@@ -9,7 +9,8 @@ RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends redis-server redis-tools \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /data && chown redis:redis /data
-COPY broker-config/redis.conf broker-config/redis-ha.conf broker-config/sentinel.conf.in /etc/tally/
+COPY broker-config/redis.conf broker-config/redis-ha.conf broker-config/sentinel.conf.in \
+     broker-config/sentinel-conf.sh /etc/tally/
 COPY broker-config/redis-entrypoint.sh /usr/local/bin/redis-entrypoint.sh
 COPY broker-config/redis-health.sh /usr/local/bin/redis-health.sh
 VOLUME /data

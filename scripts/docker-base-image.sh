@@ -17,10 +17,7 @@ if timeout 60 docker pull "$image" >/dev/null 2>&1; then
   echo "docker-base-image.sh: pulled $image"
   exit 0
 fi
-command -v debootstrap >/dev/null || {
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q && apt-get install -y -q --no-install-recommends debootstrap
-}
+"$(dirname "$0")/install-deps.sh" docker
 root=$(mktemp -d /tmp/tally-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 echo "docker-base-image.sh: building $image from $mirror (debootstrap bookworm, minbase)"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tally needs, only those missing.
 #   scripts/install-deps.sh run    build + run locally (default)
-#   scripts/install-deps.sh test   + test tools (valgrind, python3, clang-format, clang + libFuzzer,
+#   scripts/install-deps.sh test   + test tools (valgrind, python3 and pyflakes3, clang-format, clang + libFuzzer,
 #                                  chromium for the dashboard test, prometheus/promtool for monitoring/)
 #   scripts/install-deps.sh bench  + load generator and static ceiling (wrk, nginx)
+#   scripts/install-deps.sh docker + Docker and compose (the swarm test), debootstrap (the base
+#                                  image when no registry answers: scripts/docker-base-image.sh)
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libpaho-mqtt-dev libssl-dev
@@ -12,9 +14,10 @@ want=(build-essential cmake pkg-config libh2o-dev libuv1-dev libhiredis-dev libp
 for what in "$@"; do
   case "$what" in
     run) ;;
-    test) want+=(python3 valgrind clang-format clang libclang-rt-14-dev iproute2 chromium prometheus haproxy) ;;
+    test) want+=(python3 pyflakes3 valgrind clang-format clang libclang-rt-14-dev iproute2 chromium prometheus haproxy) ;;
     bench) want+=(wrk nginx-light python3) ;;
-    *) echo "install-deps.sh: unknown set '$what' (run, test, bench)" >&2; exit 2 ;;
+    docker) want+=(docker.io docker-compose ca-certificates xz-utils debootstrap) ;;
+    *) echo "install-deps.sh: unknown set '$what' (run, test, bench, docker)" >&2; exit 2 ;;
   esac
 done
 

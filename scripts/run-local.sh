@@ -13,8 +13,10 @@
 # Ports: HTTP_PORT (8080), REDIS_PORT (6379), MQTT_PORT (1883, services),
 # MQTT_WATCH_PORT (1884, read-only watchers), MQTT_WS_PORT (9001, WebSockets), the same
 # over TLS on MQTT_WATCH_TLS_PORT (8884) and MQTT_WSS_PORT (9443), publishers' /metrics on
-# 9101 and 9102. Totals and statuses are signed with the cluster secret made here.
-# Data, credentials and logs: .run/
+# PUBLISHER_HTTP_PORT (9101) and the next. Totals and statuses are signed with the cluster
+# secret made here. Data, credentials and logs: TALLY_RUN_DIR (.run/).
+# TALLY_PREBUILT=DIR runs the programs of a build already made there (the tests' build)
+# instead of building build-local/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ha=""
@@ -28,18 +30,22 @@ watch_port=${MQTT_WATCH_PORT:-1884}
 ws_port=${MQTT_WS_PORT:-9001}
 watch_tls_port=${MQTT_WATCH_TLS_PORT:-8884}
 wss_port=${MQTT_WSS_PORT:-9443}
+pub_port=${PUBLISHER_HTTP_PORT:-9101}
 case "$replicas" in ''|*[!0-9]*|0) echo "run-local.sh: replicas must be a positive number, got '$replicas'" >&2; exit 2 ;; esac
 
 "$root/scripts/install-deps.sh" run
-cmake -S "$root" -B "$root/build-local" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build-local" -j "$(nproc)" --target tally-replica tally-publisher tally-client-ids
+build=${TALLY_PREBUILT:-$root/build-local}
+if [ -z "${TALLY_PREBUILT:-}" ]; then
+  cmake -S "$root" -B "$build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j "$(nproc)" --target tally-replica tally-publisher tally-client-ids
+fi
 
-run="$root/.run"
+run=${TALLY_RUN_DIR:-$root/.run}
 mkdir -p "$run/redis"
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$http_port:HTTP_PORT" "$redis_port:REDIS_PORT" "$mqtt_port:MQTT_PORT" "$watch_port:MQTT_WATCH_PORT" \
          "$ws_port:MQTT_WS_PORT" "$watch_tls_port:MQTT_WATCH_TLS_PORT" "$wss_port:MQTT_WSS_PORT" \
-         "9101:publisher" "9102:publisher" ${ha:+"$((redis_port + 1)):REDIS_PORT+1" "$((redis_port + 2)):REDIS_PORT+2"} \
+         "$pub_port:PUBLISHER_HTTP_PORT" "$((pub_port + 1)):PUBLISHER_HTTP_PORT+1" ${ha:+"$((redis_port + 1)):REDIS_PORT+1" "$((redis_port + 2)):REDIS_PORT+2"} \
          ${ha:+"$sentinel_port:SENTINEL_PORT" "$((sentinel_port + 1)):SENTINEL_PORT+1" "$((sentinel_port + 2)):SENTINEL_PORT+2"}; do
   if port_busy "${p%%:*}"; then
     echo "run-local.sh: port ${p%%:*} is in use; stop what holds it or set ${p##*:}=another port" >&2
@@ -72,10 +78,10 @@ wait_until() { # wait_until <seconds> <what> <command...>
   done
 }
 
-# Credentials are made once and kept in .run/broker/secrets/ (mode 600).
+# Credentials are made once and kept in $run/broker/secrets/ (mode 600).
 "$root/broker-config/make-secrets.sh" "$run/broker" --port "$mqtt_port" --watch-port "$watch_port" \
   --ws-port "$ws_port" --watch-tls-port "$watch_tls_port" --wss-port "$wss_port" --bind 127.0.0.1 \
-  --plugin "$root/build-local/broker-config/tally-client-ids.so"
+  --plugin "$build/broker-config/tally-client-ids.so"
 [ "$(id -u)" -eq 0 ] && echo "user root" >>"$run/broker/mosquitto.conf"
 secrets="$run/broker/secrets"
 
@@ -115,16 +121,8 @@ if [ -n "$ha" ]; then
   done
   for i in 0 1 2; do
     p=$((sentinel_port + i)); mkdir -p "$run/sentinel-$i"
-    if [ -s "$run/sentinel-$i/sentinel.conf" ]; then # what it learned stays, the users follow the secrets
-      sed -i -e '/^sentinel auth-pass tally /d' -e '/^sentinel auth-user tally /d' -e '/^requirepass /d' \
-        -e '/^user /d' "$run/sentinel-$i/sentinel.conf"
-    else
-      sed -e "s|@PORT@|$p|" -e "s|@BIND@|127.0.0.1|" -e "s|@DIR@|$run/sentinel-$i|" -e "s|@MASTER_HOST@|127.0.0.1|" \
-          -e "s|@MASTER_PORT@|$redis_port|" -e "/@AUTH@/d" -e "s|@ANNOUNCE@||" \
-          "$root/broker-config/sentinel.conf.in" >"$run/sentinel-$i/sentinel.conf"
-    fi
-    cat "$run/broker/sentinel-auth.conf" >>"$run/sentinel-$i/sentinel.conf"
-    chmod 600 "$run/sentinel-$i/sentinel.conf"
+    "$root/broker-config/sentinel-conf.sh" "$run/sentinel-$i/sentinel.conf" --port "$p" \
+      --master "127.0.0.1:$redis_port" --auth "$run/broker/sentinel-auth.conf"
     redis-server "$run/sentinel-$i/sentinel.conf" --sentinel >"$run/sentinel-$i.log" 2>&1 &
     servers+=($!)
     sentinels="$sentinels${sentinels:+,}127.0.0.1:$p"
@@ -143,24 +141,23 @@ if [ -n "$ha" ]; then
 fi
 wait_until 10 "mosquitto" port_busy "$mqtt_port"
 
+# One of tally's programs in the background: `role` (publisher or replica) names its binary
+# and its own Redis and MQTT users; `log` its log file; the rest are its own settings.
+start_program() {
+  local role=$1 log=$2
+  shift 2
+  env "${redis_env[@]}" "$@" REDIS_USERNAME="tally-$role" REDIS_PASSWORD_FILE="$secrets/redis-$role.txt" \
+    MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME="tally-$role" \
+    MQTT_PASSWORD_FILE="$secrets/mqtt-$role.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
+    "$build/$role/tally-$role" >"$run/$log.log" 2>&1 &
+  replica_pids+=($!)
+}
 for i in 1 2; do
-  env "${redis_env[@]}" INSTANCE_ID="$(hostname)-publisher-$i" HTTP_HOST=127.0.0.1 HTTP_PORT=$((9100 + i)) \
-    REDIS_USERNAME=tally-publisher REDIS_PASSWORD_FILE="$secrets/redis-publisher.txt" \
-    MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-publisher \
-    MQTT_PASSWORD_FILE="$secrets/mqtt-publisher.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
-    "$root/build-local/publisher/tally-publisher" \
-    >"$run/publisher-$i.log" 2>&1 &
-  replica_pids+=($!)
+  start_program publisher "publisher-$i" INSTANCE_ID="$(hostname)-publisher-$i" HTTP_HOST=127.0.0.1 \
+    HTTP_PORT=$((pub_port + i - 1))
 done
-
 for i in $(seq 1 "$replicas"); do
-  env "${redis_env[@]}" SERVICE_PORT=$http_port INSTANCE_ID="$(hostname)-$i" \
-    REDIS_USERNAME=tally-replica REDIS_PASSWORD_FILE="$secrets/redis-replica.txt" \
-    MQTT_URL="tcp://127.0.0.1:$mqtt_port" MQTT_USERNAME=tally-replica \
-    MQTT_PASSWORD_FILE="$secrets/mqtt-replica.txt" CLUSTER_SECRET_FILE="$secrets/cluster-secret.txt" \
-    "$root/build-local/replica/tally-replica" \
-    >"$run/replica-$i.log" 2>&1 &
-  replica_pids+=($!)
+  start_program replica "replica-$i" SERVICE_PORT="$http_port" INSTANCE_ID="$(hostname)-$i"
 done
 wait_until 20 "the replicas" curl -sf "http://127.0.0.1:$http_port/readyz"
 
@@ -176,7 +173,7 @@ Redis HA: master :$redis_port, replicas :$((redis_port + 1)) :$((redis_port + 2)
   curl -H 'Accept: application/json' http://127.0.0.1:$http_port/
   curl http://127.0.0.1:$http_port/total
   curl http://127.0.0.1:$http_port/replicas
-  curl http://127.0.0.1:9101/metrics          # publisher 1 (tally_publisher_leader)
+  curl http://127.0.0.1:$pub_port/metrics          # publisher 1 (tally_publisher_leader)
   open http://127.0.0.1:$http_port/dashboard  # the live view, in a browser
   prometheus --config.file=$root/monitoring/prometheus.yml --storage.tsdb.path=$run/prometheus
                                               # metrics and alerts: http://127.0.0.1:9090/alerts

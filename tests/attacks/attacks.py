@@ -11,8 +11,8 @@ acknowledged, Redis delta, lost, duplicated, 503s, longest time without a 200) a
 attack's own figures; the exit code is 1 if any check failed.
 
     TALLY_REPLICA=build/replica/tally-replica TALLY_PUBLISHER=build/publisher/tally-publisher \\
-        python3 tests/attacks/attacks.py [attack ...]
-    python3 tests/attacks/attacks.py --root OLD_CHECKOUT --report   # "before" figures
+        python3 -m tests.attacks.attacks [attack ...]
+    python3 -m tests.attacks.attacks --root OLD_CHECKOUT --report   # "before" figures
 
 --root takes the edge configuration and the binaries (OLD/build/...) from another checkout,
 --report prints the figures without failing: together they measure what today's code does.
@@ -31,8 +31,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402
+from kit import edge, http_reader, procs, resp
+from kit import load as tally_load
+from kit.signed import signature
 
 LEGIT, BYSTANDER = "127.0.0.1", "127.0.0.3"
 ATTACKER = "127.0.0.2"  # each attack speaks from its own address: 127.0.0.2, .4, .5, ...
@@ -52,7 +53,7 @@ def exchange(port, data, source=None, timeout=3.0):
     """Sends `data` from `source` (default: the attacker); returns what came back before a
     close or `timeout` (nothing if the connection was refused)."""
     try:
-        return harness.raw_exchange(port, data, timeout, source or ATTACKER)[0]
+        return http_reader.raw_exchange(port, data, timeout, source or ATTACKER)[0]
     except OSError:
         return b""
 
@@ -62,82 +63,29 @@ def status_of(raw):
     return int(m.group(1)) if m else None
 
 
-class Load:
-    """The legitimate client: one keep-alive connection from 127.0.0.1 through the edge,
-    GET / one at a time at `rate` a second; a connection error opens a new connection."""
+class Load(tally_load.Load):
+    """The legitimate client (kit/load.py): one keep-alive connection from `source` through
+    the edge, GET / one at a time at `rate` a second, a new connection after an error, for as
+    long as the suite runs. reset() opens the books and figures() reads them: exact while the
+    load is paused (pause(): its request in flight answered)."""
 
     def __init__(self, port, rate=100, source=LEGIT):
-        self.port, self.interval, self.source = port, 1.0 / rate, source
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.cond = threading.Condition()
-        self.held = self.busy = False  # held: no new request; busy: one is in flight
+        super().__init__(["http://127.0.0.1:%d/" % port], duration=24 * 3600.0, concurrency=1, rate=rate,
+                         timeout=10, give_up=float("inf"), source=source)
         self.reset()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
+        self.start()
 
     def reset(self):
-        with self.lock:
-            self.attempted, self.acked, self.statuses, self.errors = 0, 0, {}, 0
-            self.last_ok = self.started = time.monotonic()
-            self.gap = 0.0
-
-    def _run(self):
-        s = f = None
-        while not self.stop_ev.is_set():
-            t0 = time.monotonic()
-            with self.cond:
-                if self.held:
-                    self.cond.wait(0.05)
-                    continue
-                self.busy = True
-            try:
-                if s is None:
-                    s = connect(self.port, self.source, timeout=10)
-                    f = s.makefile("rb")
-                with self.lock:
-                    self.attempted += 1
-                s.sendall(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n")
-                st, body = harness._read_response(f)
-                now = time.monotonic()
-                with self.lock:
-                    self.statuses[st] = self.statuses.get(st, 0) + 1
-                    if st == 200:
-                        self.acked += 1
-                        self.gap = max(self.gap, now - self.last_ok)
-                        self.last_ok = now
-            except (OSError, ConnectionError, ValueError, IndexError):
-                with self.lock:
-                    self.errors += 1
-                if s:
-                    s.close()
-                s = f = None
-            with self.cond:
-                self.busy = False
-                self.cond.notify_all()
-            self.stop_ev.wait(max(0.0, self.interval - (time.monotonic() - t0)))
-        if s:
-            s.close()
+        self.books = self.snapshot()
 
     def figures(self):
-        with self.lock:
-            gap = max(self.gap, time.monotonic() - self.last_ok)
-            return dict(attempted=self.attempted, acked=self.acked, statuses=dict(self.statuses),
-                        errors=self.errors, gap_ms=int(gap * 1000))
-
-    def pause(self):
-        with self.cond:
-            self.held = True
-            assert self.cond.wait_for(lambda: not self.busy, 30), "the legitimate load's last answer"
-
-    def resume(self):
-        with self.cond:
-            self.held = False
-            self.cond.notify_all()
+        d = self.since(self.books)
+        return dict(attempted=d["attempted"], acked=d["acked"], statuses=d["statuses"], errors=d["errors"],
+                    gap_ms=int(d["gap"] * 1000))
 
     def stop(self):
-        self.stop_ev.set()
-        self.t.join(15)
+        super().stop()
+        self.join()
 
 
 class Suite:
@@ -148,17 +96,17 @@ class Suite:
         self.failures = []
         bindir = os.path.join(root, "build") if root != ROOT else None
         if bindir:
-            harness.REPLICA = os.path.join(bindir, "replica", "tally-replica")
-            harness.PUBLISHER = os.path.join(bindir, "publisher", "tally-publisher")
+            procs.REPLICA = os.path.join(bindir, "replica", "tally-replica")
+            procs.PUBLISHER = os.path.join(bindir, "publisher", "tally-publisher")
 
     # --- the system -------------------------------------------------------------------
     def start(self):
-        self.broker = self.add(harness.SecureBroker(self.dir, root=self.root)).start()
+        self.broker = self.add(procs.SecureBroker(self.dir, root=self.root)).start()
         # Redis as make-secrets.sh renders it: one ACL user per role where the checkout has
         # them, else its single password; the replicas get what the shipped files give them.
         acl = os.path.join(self.broker.conf_dir, "redis-auth.conf")
-        pw = harness.SecureBroker.PASSWORDS["REDIS_PASSWORD"]
-        self.redis = self.add(harness.Redis(self.dir, password=pw, acl=acl)).start()
+        pw = procs.SecureBroker.PASSWORDS["REDIS_PASSWORD"]
+        self.redis = self.add(procs.Redis(self.dir, password=pw, acl=acl)).start()
         if os.path.exists(os.path.join(self.broker.conf_dir, "secrets", "redis-replica.txt")):
             with open(os.path.join(self.broker.conf_dir, "secrets", "redis-replica.txt")) as f:
                 self.redis_user = ("tally-replica", f.read())
@@ -169,9 +117,9 @@ class Suite:
         if len(self.redis_user) == 2:
             self.replica_env["REDIS_USERNAME"] = self.redis_user[0]
         self.replicas = [self.replica("a%d" % i, self.replica_env) for i in (1, 2)]
-        self.edge_port, self.stats_port = harness.free_port(), harness.free_port()
+        self.edge_port, self.stats_port = procs.free_port(), procs.free_port()
         with open(os.path.join(self.root, "docker", "haproxy.cfg")) as f:
-            cfg = harness.render_edge(f.read(), self.edge_port, self.stats_port, self.replicas)
+            cfg = edge.render_edge(f.read(), self.edge_port, self.stats_port, self.replicas)
         path = os.path.join(self.dir, "haproxy.cfg")
         with open(path, "w") as f:
             f.write(cfg)
@@ -182,14 +130,14 @@ class Suite:
             f.write("stats-pw")
         entry = os.path.join(self.root, "docker", "lb-entrypoint.sh")
         argv = [entry] if os.path.exists(entry) else ["haproxy", "-W", "-db", "-f", path]
-        self.edge = self.add(harness.Proc("haproxy", argv, self.dir, env)).start()
-        harness.wait_for(lambda: status_of(exchange(self.edge_port, b"GET /readyz HTTP/1.1\r\nHost: e\r\n\r\n",
+        self.edge = self.add(procs.Proc("haproxy", argv, self.dir, env)).start()
+        procs.wait_for(lambda: status_of(exchange(self.edge_port, b"GET /readyz HTTP/1.1\r\nHost: e\r\n\r\n",
                                                     source=LEGIT, timeout=1)) == 200,
                          timeout=15, what="the edge to pass a request")
         self.load = Load(self.edge_port)
 
     def replica(self, name, mqtt):
-        return self.add(harness.Replica(self.dir, self.redis, self.broker, name, extra_env=mqtt)).start()
+        return self.add(procs.Replica(self.dir, self.redis, self.broker, name, extra_env=mqtt)).start()
 
     def add(self, p):
         self.procs.append(p)
@@ -412,7 +360,7 @@ class Suite:
                     with lock:
                         sent[0] += 16
                     for _ in range(16):
-                        st, _ = harness._read_response(f)
+                        st, _, _ = http_reader.read_response(f)
                         with lock:
                             counts[st] = counts.get(st, 0) + 1
             except (OSError, ConnectionError, ValueError, IndexError):
@@ -512,7 +460,7 @@ class Suite:
             seen = statuses.communicate()[0]
         offline = seen.count('"offline"')
         # Between attempts, the victim reconnects by itself; let it finish before the next attack.
-        harness.wait_for(lambda: victim.metric("tally_mqtt_connected") == 1, timeout=15,
+        procs.wait_for(lambda: victim.metric("tally_mqtt_connected") == 1, timeout=15,
                          what="the victim back on the broker")
         self.check(accepted == 0, "broker: %d of %d takeovers accepted" % (accepted, attempts))
         self.check(down == 0, "broker: the replica was off MQTT in %d of %d samples" % (down, samples))
@@ -530,11 +478,11 @@ class Suite:
         allowed = []
         for cmd in tries:
             try:
-                harness.resp_session("127.0.0.1", self.redis.port, user, ("MULTI",), cmd, ("DISCARD",))
+                resp.session("127.0.0.1", self.redis.port, user, ("MULTI",), cmd, ("DISCARD",))
                 allowed.append(cmd[0])
             except RuntimeError:
                 pass
-        counts = harness.resp_session("127.0.0.1", self.redis.port, user, ("INCRBY", "total_count", "0"))[0] is not None
+        counts = resp.session("127.0.0.1", self.redis.port, user, ("INCRBY", "total_count", "0"))[0] is not None
         self.check(not allowed and counts, "redis: the replica's user may run %s (INCRBY: %s)" % (allowed, counts))
         return {"commands allowed": "/".join(allowed) or "none", "of": len(tries), "INCRBY allowed": counts}
 
@@ -544,9 +492,7 @@ class Suite:
         replayed, retained. Neither the replicas' caches nor the replay may lift Redis back:
         the legitimate load's requests after the restore are counted once, from the restored
         total."""
-        import hashlib
-        import hmac
-        harness.wait_for(lambda: self.redis.total() >= 20, what="a total worth restoring")
+        procs.wait_for(lambda: self.redis.total() >= 20, what="a total worth restoring")
         self.load.pause()
         before = self.redis.total()
         restored = before - 5
@@ -554,7 +500,7 @@ class Suite:
         self.redis.command("SET", "tally:epoch", str(int(time.time())))
         self.load.resume()
         recorded = str(before + 1000)  # a total signed in the old epoch (any signed one is)
-        sig = hmac.new(CLUSTER_SECRET.encode(), b"tally1\0total_count\0" + recorded.encode(), hashlib.sha256).hexdigest()
+        sig = signature("total_count", recorded, secret=CLUSTER_SECRET)
         subprocess.run(["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(self.broker.port), "-t",
                         "total_count", "-m", recorded, "-r", "-q", "1", "-u", "tally-replica", "-P", "replica-pw",
                         "-D", "publish", "user-property", "tally-sig", sig], check=True, timeout=10,
@@ -574,7 +520,7 @@ def main():
     ap.add_argument("--root", default=ROOT, help="checkout whose edge config and build/ binaries to attack")
     ap.add_argument("--report", action="store_true", help="print the figures, never fail")
     args = ap.parse_args()
-    if not harness.REPLICA and args.root == ROOT:
+    if not procs.REPLICA and args.root == ROOT:
         sys.exit("attacks.py: set TALLY_REPLICA (and TALLY_PUBLISHER)")
     suite = Suite(os.path.abspath(args.root), args.report)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))

@@ -5,15 +5,13 @@ every M unique, no cached total going back) plus: every replica's cached total c
 the Redis total. Each prints one line of figures; the exit code is 1 if any check failed.
 
     TALLY_REPLICA=build/replica/tally-replica TALLY_PUBLISHER=build/publisher/tally-publisher \\
-        python3 tests/faults/faults.py [scenario ...] [--seconds 6] [--no-ha] [--repeat N]
+        python3 -m tests.faults.faults [scenario ...] [--seconds 6] [--no-ha] [--repeat N]
 
 Network scenarios put one replica in its own network namespace (ip netns + veth, needs
 root) and cut its route to Redis or to the broker with a blackhole route: packets vanish,
 as on a real partition, instead of connections being refused.
 """
 import argparse
-import importlib.machinery
-import importlib.util
 import os
 import shutil
 import signal
@@ -23,15 +21,9 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-import harness  # noqa: E402
-
-_loader = importlib.machinery.SourceFileLoader("tally_load", os.path.join(ROOT, "load", "tally-load"))
-_spec = importlib.util.spec_from_loader("tally_load", _loader)
-tally_load = importlib.util.module_from_spec(_spec)
-_loader.exec_module(tally_load)
+from kit import load as tally_load
+from kit import procs
+from kit.ha import RedisSet
 
 
 def sh(*argv):
@@ -111,7 +103,7 @@ class Netns:
         self.up = False
 
 
-class NsReplica(harness.Replica):
+class NsReplica(procs.Replica):
     """A replica inside the namespace: it reaches Redis and the broker over the veth."""
 
     def __init__(self, workdir, ns, redis, broker, instance, extra=None):
@@ -139,55 +131,40 @@ class Cluster:
         self.nodes, self.sentinels = [], []
         master_inside = netns is not None and ha is not None
         if master_inside:
-            self.redis = harness.Redis(self.dir, fsync=fsync, host=netns.ns_ip, binds=("127.0.0.1", netns.ns_ip))
+            self.redis = procs.Redis(self.dir, fsync=fsync, host=netns.ns_ip, binds=("127.0.0.1", netns.ns_ip), ha=True)
             self.redis.argv = ["ip", "netns", "exec", netns.name] + self.redis.argv + ["--protected-mode", "no"]
         else:
             binds = ("127.0.0.1",) + ((netns.redis_ip,) if netns else ())
-            self.redis = harness.Redis(self.dir, fsync=fsync, binds=binds)
+            self.redis = procs.Redis(self.dir, fsync=fsync, binds=binds, ha=ha is not None)
             if netns:  # reached over the private veth only; no password on a test Redis
                 self.redis.argv += ["--protected-mode", "no"]
         outside = ("127.0.0.1",) + ((netns.host_ip,) if master_inside else ())
         env = {"LOG_LEVEL": "warn"}
         inside_env = {}
         if ha is not None:
-            # As broker-config/redis-ha.conf: a master without a replica acknowledging within
-            # 5 s refuses writes.
-            guard = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"]
-            self.redis.argv += guard
-            self.start(self.redis)
-            for _ in range(2):
-                node = harness.Redis(self.dir, fsync=fsync, replica_of=self.redis, binds=outside)
-                node.argv += guard + (["--protected-mode", "no"] if master_inside else [])
-                self.nodes.append(self.start(node))
-            self.nodes.insert(0, self.redis)
-            harness.wait_for(lambda: self.redis.replicas_online() == 2 and self.redis.replicas_acking(2), timeout=20,
-                             what="the Redis replicas to confirm writes")
-            self.sentinels = [self.start(harness.Sentinel(self.dir, self.redis, quorum=2, binds=outside))
-                              for _ in range(3)]
-            for sn in self.sentinels:
-                harness.wait_for(lambda: sn.command("SENTINEL", "get-master-addr-by-name", "tally"), what="sentinels")
-                harness.wait_for(lambda: int(dict(zip(*[iter(sn.command("SENTINEL", "master", "tally"))] * 2))[
-                    "num-other-sentinels"]) == 2, timeout=20, what="the sentinels to know each other")
-            env["REDIS_SENTINELS"] = ",".join(sn.addr() for sn in self.sentinels)
-            inside_env = {"REDIS_WAIT_REPLICAS": ha, "REDIS_SENTINELS": ",".join(
-                "%s:%d" % (netns.host_ip if master_inside else "127.0.0.1", sn.port) for sn in self.sentinels)}
+            s = RedisSet(self.dir, self.start, fsync=fsync, master=self.redis, binds=outside,
+                         node_args=["--protected-mode", "no"] if master_inside else [])
+            self.nodes, self.sentinels = s.nodes, s.sentinels
+            env["REDIS_SENTINELS"] = s.sentinel_addrs()
+            inside_env = {"REDIS_WAIT_REPLICAS": ha,
+                          "REDIS_SENTINELS": s.sentinel_addrs(netns.host_ip if master_inside else "127.0.0.1")}
         else:
             self.start(self.redis)
         self.broker = self.make_broker()
         self.start(self.broker)
-        self.publishers = [self.start(harness.Publisher(self.dir, self.redis, self.broker, "p%d" % i,
+        self.publishers = [self.start(procs.Publisher(self.dir, self.redis, self.broker, "p%d" % i,
                                                         extra_env=env)) for i in (1, 2)]
         self.replicas = []
         renv = dict(env, REDIS_WAIT_REPLICAS=ha) if ha is not None else env
         for i in range(replicas):
-            self.replicas.append(self.start(harness.Replica(self.dir, self.redis, self.broker, "r%d" % i,
+            self.replicas.append(self.start(procs.Replica(self.dir, self.redis, self.broker, "r%d" % i,
                                                             extra_env=renv)))
         if netns:
             self.replicas.append(self.start(NsReplica(self.dir, netns, self.redis, self.broker, "ns",
                                                       extra=inside_env)))
 
     def make_broker(self):
-        b = harness.Broker(self.dir)
+        b = procs.Broker(self.dir)
         if self.ns:
             with open(b.argv[-1], "a") as f:
                 f.write("listener %d %s\n" % (b.port, self.ns.broker_ip))
@@ -209,7 +186,7 @@ class Cluster:
         bad = []
         for p in reversed(self.procs):
             rc = p.stop()
-            if isinstance(p, (harness.Replica, harness.Publisher)) and rc not in (0, None, -9):
+            if isinstance(p, (procs.Replica, procs.Publisher)) and rc not in (0, None, -9):
                 bad.append("%s exited %s:\n%s" % (p.name, rc, p.output()[-3000:]))
         shutil.rmtree(self.dir, ignore_errors=True)
         return bad
@@ -217,7 +194,7 @@ class Cluster:
 
 def when(load, acked):
     """Waits until the load has at least `acked` answers (so a fault hits a busy cluster)."""
-    harness.wait_for(lambda: load.result.acknowledged >= acked, timeout=20, what="%d answers" % acked)
+    procs.wait_for(lambda: load.result.acknowledged >= acked, timeout=20, what="%d answers" % acked)
 
 
 def max_m(load):
@@ -249,7 +226,7 @@ def replicas_killed(c, load, args):
         victim.kill9()
         faults += 1
         time.sleep(0.3)  # down for a while under load (not a readiness wait)
-        fresh = harness.Replica(c.dir, c.redis, c.broker, victim.instance, port=victim.port,
+        fresh = procs.Replica(c.dir, c.redis, c.broker, victim.instance, port=victim.port,
                                 extra_env={"LOG_LEVEL": "warn"})
         c.restart(victim, fresh)
         c.replicas[c.replicas.index(victim)] = fresh
@@ -262,13 +239,13 @@ def broker_restarted(c, load, args):
     c.broker.kill9()
     t0 = time.monotonic()
     try:
-        harness.wait_for(lambda: metric_sum(c.replicas, "tally_mqtt_connected") == 0, timeout=5,
+        procs.wait_for(lambda: metric_sum(c.replicas, "tally_mqtt_connected") == 0, timeout=5,
                          what="every replica to see the broker gone")
         seen = True
     except AssertionError:
         seen = False
     time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))  # an outage of at least a second, under load
-    fresh = harness.Broker(c.dir, port=c.broker.port)
+    fresh = procs.Broker(c.dir, port=c.broker.port)
     c.restart(c.broker, fresh)
     c.broker = fresh
     return 1, "", effect(seen, "every replica saw the broker gone")
@@ -313,7 +290,7 @@ def redis_lost_last_second(c, load, args):
     acked_max = max_m(load)
     lost = aof_loss(c, acked_max)
     restart_redis(c)
-    harness.wait_for(lambda: metric_sum(c.replicas, "tally_redis_total_lifted_total") > 0, timeout=10,
+    procs.wait_for(lambda: metric_sum(c.replicas, "tally_redis_total_lifted_total") > 0, timeout=10,
                      what="a replica to lift the total") if lost else None
     lifted = metric_sum(c.replicas, "tally_redis_total_lifted_total")
     return 1, "aof lost %d, lifted back %d" % (lost, lifted), effect(lost > 0, "the cut AOF lost %d" % lost)
@@ -339,7 +316,7 @@ def aof_loss(c, acked_max):
     """How far below the highest acknowledged M the AOF alone would bring Redis back."""
     side = tempfile.mkdtemp(prefix="aof-", dir=c.dir)
     shutil.copytree(aof_dir(c), os.path.join(side, "appendonlydir"))
-    r = harness.Redis(side, fsync="always")
+    r = procs.Redis(side, fsync="always")
     r.argv[r.argv.index("--dir") + 1] = side
     r.start()
     try:
@@ -349,7 +326,7 @@ def aof_loss(c, acked_max):
 
 
 def restart_redis(c):
-    fresh = harness.Redis(c.dir, fsync=c.redis.argv[c.redis.argv.index("--appendfsync") + 1], port=c.redis.port)
+    fresh = procs.Redis(c.dir, fsync=c.redis.argv[c.redis.argv.index("--appendfsync") + 1], port=c.redis.port)
     fresh.argv = list(c.redis.argv)
     c.restart(c.redis, fresh)
     c.redis = fresh
@@ -390,10 +367,10 @@ def ns_cut(target):
 
 def publisher_leader_killed(c, load, args):
     when(load, 2000)
-    leader = harness.wait_for(lambda: next((p for p in c.publishers if p.leading()), None), what="a leader")
+    leader = procs.wait_for(lambda: next((p for p in c.publishers if p.leading()), None), what="a leader")
     leader.kill9()
     t0 = time.monotonic()
-    harness.wait_for(lambda: any(p.leading() for p in c.publishers if p is not leader), timeout=10,
+    procs.wait_for(lambda: any(p.leading() for p in c.publishers if p is not leader), timeout=10,
                      what="the standby to lead")
     return 1, "standby led after %.1f s" % (time.monotonic() - t0), effect(True, "the standby leads")
 
@@ -409,7 +386,7 @@ def promotion(c, old, timeout=20):
     """Waits until the sentinels name another master than `old`; makes it c.redis and
     returns it with the seconds waited."""
     t0 = time.monotonic()
-    harness.wait_for(lambda: c.sentinels[-1].master()[1] != old.port, timeout=timeout, interval=0.05,
+    procs.wait_for(lambda: c.sentinels[-1].master()[1] != old.port, timeout=timeout, interval=0.05,
                      what="a promotion")
     waited = time.monotonic() - t0
     port = c.sentinels[-1].master()[1]
@@ -441,8 +418,8 @@ def back_as_replica(c, old):
     done. Without that, a CI run here lost 15 813 writes WAIT had confirmed: the sentinels
     took the promoted master for down 2 s after the promotion (a loaded machine) and promoted
     this node mid-sync. (docs/operations.md: restart a node the same way.)"""
-    fresh = harness.Redis(c.dir, fsync=c.fsync, port=old.port, replica_of=c.redis)
-    fresh.argv += ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "5", "--replica-priority", "0"]
+    fresh = procs.Redis(c.dir, fsync=c.fsync, port=old.port, replica_of=c.redis, ha=True)
+    fresh.argv += ["--replica-priority", "0"]
     c.restart(old, fresh)
     c.nodes[c.nodes.index(old)] = fresh
     threading.Thread(target=priority_once_synced, args=(fresh,), daemon=True).start()
@@ -464,7 +441,7 @@ def priority_once_synced(node, timeout=60.0):
 
 def followed(c, failovers):
     """Every replica (each of its worker threads) followed `failovers` failovers."""
-    harness.wait_for(lambda: metric_sum(c.replicas, "tally_redis_failovers_total") >= failovers * len(c.replicas),
+    procs.wait_for(lambda: metric_sum(c.replicas, "tally_redis_failovers_total") >= failovers * len(c.replicas),
                      timeout=15, what="every replica to follow")
 
 
@@ -486,7 +463,7 @@ def master_killed_broker_away(c, load, args):
     broker comes back once counting resumed on the promoted master."""
     when(load, load.result.acknowledged + 2000)
     c.broker.kill9()
-    harness.wait_for(lambda: metric_sum(c.replicas, "tally_mqtt_connected") == 0, timeout=5,
+    procs.wait_for(lambda: metric_sum(c.replicas, "tally_mqtt_connected") == 0, timeout=5,
                      what="every replica to see the broker gone")
     when(load, load.result.acknowledged + 1000)  # counting goes on without the broker
     old = c.redis
@@ -495,7 +472,7 @@ def master_killed_broker_away(c, load, args):
     back_as_replica(c, old)
     followed(c, 1)
     when(load, load.result.acknowledged + 1000)  # and on the promoted master, still without it
-    fresh = harness.Broker(c.dir, port=c.broker.port)
+    fresh = procs.Broker(c.dir, port=c.broker.port)
     c.restart(c.broker, fresh)
     c.broker = fresh
     return 2, "promoted :%d %.1f s after the kill" % (new.port, waited), effect(
@@ -518,10 +495,10 @@ def failover_and_failback(c, load, args):
         # run waited 20 s on it for a promotion). And on a loaded machine a sentinel may start
         # a further failover of the new master (one run here: sdown 1 s after the promotion):
         # whichever node they all name in the end is the master the next round kills.
-        port = harness.wait_for(lambda: failover_settled(c), timeout=30,
+        port = procs.wait_for(lambda: failover_settled(c), timeout=30,
                                 what="every sentinel to name one master, with no failover in progress")
         c.redis = new = next(n for n in c.nodes if n.port == port)
-        harness.wait_for(lambda: new.replicas_online() == 2, timeout=20, what="both replicas of the new master")
+        procs.wait_for(lambda: new.replicas_online() == 2, timeout=20, what="both replicas of the new master")
         notes.append(":%d after %.1f s" % (new.port, waited))
     followed(c, 2)
     return 2, "promoted " + ", then ".join(notes), effect(True, "every replica followed both")
@@ -538,7 +515,7 @@ def master_paused(c, load, args):
         time.sleep(0.5)  # paused a little past the promotion (not a readiness wait)
     finally:
         old.p.send_signal(signal.SIGCONT)
-    harness.wait_for(lambda: role(old) == "slave", timeout=20, what="the old master to be demoted")
+    procs.wait_for(lambda: role(old) == "slave", timeout=20, what="the old master to be demoted")
     followed(c, 1)
     return 1, "paused %.1f s, :%d promoted, the old master demoted" % (waited + 0.5, new.port), \
         effect(True, "every replica followed")
@@ -567,7 +544,7 @@ def master_partitioned(c, load, args):
     finally:
         c.ns.heal_ports()
     cut = time.monotonic() - t0
-    harness.wait_for(lambda: role(old) == "slave", timeout=20, what="the old master to be demoted")
+    procs.wait_for(lambda: role(old) == "slave", timeout=20, what="the old master to be demoted")
     followed(c, 1)
     return 1, "cut %.1f s, :%d promoted after %.1f s; beside the old master: %d 200s, %d 503s during the cut" % (
         cut, new.port, waited, ok1 - ok0, s1 - s0), effect(s1 > s0 or ok1 > ok0,
@@ -599,7 +576,7 @@ class LeaseWatch:
                     leaders += p.leading()
                 except (OSError, KeyError):
                     pass
-            v = harness.retained(self.c.broker, "total_count", timeout=1)
+            v = procs.retained(self.c.broker, "total_count", timeout=1)
             self.samples.append((time.monotonic(), int(v) if v and v.isdigit() else None, leaders))
             self.stopping.wait(0.1)
 
@@ -723,7 +700,7 @@ def run(sc, args):
         res = load.join()
         notes = "; ".join(x for x in (notes, hit[2]) if x)
         if c.sentinels:  # the master now, as the sentinels say (a failover may have followed the fault)
-            port = harness.wait_for(lambda: next(sn for sn in c.sentinels if sn.alive()).master()[1], timeout=10,
+            port = procs.wait_for(lambda: next(sn for sn in c.sentinels if sn.alive()).master()[1], timeout=10,
                                     what="a sentinel to name the master")
             c.redis = next(n for n in c.nodes if n.port == port)
         after = tally_load.settle_total("%s:%d" % (c.redis.host, c.redis.port), None)
@@ -735,17 +712,17 @@ def run(sc, args):
         behind = []
         for r in c.replicas:
             try:
-                harness.wait_for(lambda: r.total() == after, timeout=10, what="%s to hold the total" % r.name)
+                procs.wait_for(lambda: r.total() == after, timeout=10, what="%s to hold the total" % r.name)
             except AssertionError:
                 behind.append("%s holds %s" % (r.instance, r.total()))
         checks.append(("converged", not behind, "; ".join(behind) or "every replica holds %d" % after))
         try:
-            harness.wait_for(lambda: harness.retained(c.broker, "total_count") == str(after), timeout=10,
+            procs.wait_for(lambda: procs.retained(c.broker, "total_count") == str(after), timeout=10,
                              what="the retained total")
             checks.append(("retained", True, "retained total %d" % after))
         except AssertionError:
             checks.append(("retained", False, "retained total %s, Redis %d" %
-                           (harness.retained(c.broker, "total_count"), after)))
+                           (procs.retained(c.broker, "total_count"), after)))
         ok = all(v for _, v, _ in checks)
         # A known limit of the mode: its figures are shown, and the suite does not fail on them;
         # what must hold in every mode (the fault hit, caches converge) still fails it.
@@ -792,7 +769,7 @@ def main():
     ap.add_argument("--ha-only", action="store_true", help="only the Redis HA (Sentinel) scenarios")
     ap.add_argument("--repeat", type=int, default=1, help="run each chosen scenario this many times")
     args = ap.parse_args()
-    if not harness.REPLICA or not harness.PUBLISHER:
+    if not procs.REPLICA or not procs.PUBLISHER:
         sys.exit("faults: set TALLY_REPLICA and TALLY_PUBLISHER (ctest does)")
     every = SCENARIOS + HA_SCENARIOS
     chosen = [s for s in every if s.name in args.scenarios] if args.scenarios else \

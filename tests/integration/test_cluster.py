@@ -3,7 +3,10 @@ concurrent load, MQTT watchers, cache convergence, restarts."""
 import threading
 import time
 
-from harness import LOAD_SCALE, Broker, ClusterTest, Redis, Replica, free_port, load, wait_for
+from kit.load import counted
+from kit.procs import LOAD_SCALE, free_port, wait_for, Broker, Redis, Replica
+from kit.signed import SIGNED, pub5, signature
+from kit.testcase import ClusterTest
 
 PER_REPLICA = int(20000 * LOAD_SCALE)
 
@@ -20,7 +23,7 @@ class ClusterTest3(ClusterTest):
         results = [None] * 3
 
         def run(i):
-            results[i] = load(self.reps[i].port, PER_REPLICA, connections=4, depth=16)
+            results[i] = counted(self.reps[i].port, PER_REPLICA, connections=4, depth=16)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
         for t in threads:
@@ -53,7 +56,7 @@ class ClusterTest3(ClusterTest):
 
     def test_idle_replica_cache_follows_the_others(self):
         a, b, c = self.reps
-        res = load(a.port, 500, connections=2)
+        res = counted(a.port, 500, connections=2)
         self.assertEqual(res["statuses"], {200: 500})
         wait_for(lambda: b.total() == 500 and c.total() == 500, what="idle replicas to learn the total")
         self.assertEqual(b.metric("tally_counted_requests_total"), 0)
@@ -105,7 +108,7 @@ class ThreadsTest(ClusterTest):
         b = self.broker()
         rep = self.replica(r, b, instance="mt", extra_env={"THREADS": "3"})
         n = int(6000 * LOAD_SCALE)
-        res = load(rep.port, n, connections=12, depth=8)
+        res = counted(rep.port, n, connections=12, depth=8)
         self.assertEqual(res["statuses"], {200: n})
         self.assertEqual(sorted(m for (_, m, _) in res["ok"]), list(range(1, n + 1)))
         self.assertEqual(sorted(x for (x, _, _) in res["ok"]), list(range(1, n + 1)), "N is per process")
@@ -149,10 +152,10 @@ class PublishRuleTest(ClusterTest):
         warm = 0
         while a.metric("tally_mqtt_publish_interval_seconds") == 0:
             self.assertLess(warm, 20000, "still eager after %d requests far above 50 req/s" % warm)
-            warm += len(load(a.port, 500, connections=4)["ok"])
+            warm += len(counted(a.port, 500, connections=4)["ok"])
         p0, b0 = a.metric("tally_mqtt_messages_published_total"), a.metric("tally_redis_batches_total")
         n = 8000
-        self.assertEqual(len(load(a.port, n, connections=4)["ok"]), n)
+        self.assertEqual(len(counted(a.port, n, connections=4)["ok"]), n)
         # Far above 50 req/s: at most one publish a second. An eager replica publishes after
         # nearly every batch (measured: 0.9 per batch).
         published = a.metric("tally_mqtt_messages_published_total") - p0
@@ -185,3 +188,25 @@ class PublishRuleTest(ClusterTest):
         while time.monotonic() < deadline:
             seen.add(rep.metric("tally_mqtt_publish_interval_seconds"))
         self.assertEqual(seen, {0.0})
+
+
+class NoStepBackTest(ClusterTest):
+    """A total held back by the publish interval is not sent once a higher one is known."""
+
+    def test_a_total_below_one_already_known_is_not_published(self):
+        r = self.redis(fsync="everysec")
+        b = self.broker()
+        # One publish per second at most: the second total waits for the trailing timer.
+        rep = self.replica(r, b, instance="quiet", extra_env=dict(
+            SIGNED, PUBLISH_EAGER_RPS="0", PUBLISH_INTERVAL_US="1000000", PRESENCE_INTERVAL_MS="3600000"))
+        w = self.watcher(b)
+        self.assertEqual(rep.count()[2], 1)
+        wait_for(lambda: 1 in w.totals(), what="the first total published at once")
+        self.assertEqual(rep.count()[2], 2)  # held back by the interval
+        pub5(b.port, "total_count", "100", sig=signature("total_count", "100"))  # a peer's higher total
+        wait_for(lambda: rep.total() == 100, what="the peer's total in the cache")
+        published = rep.metric("tally_mqtt_messages_published_total")
+        time.sleep(1.5)  # past the trailing timer: the interval itself is what is tested
+        self.assertEqual(w.totals(), [1, 100], "2 would have shown the watcher a step back")
+        self.assertEqual(rep.metric("tally_mqtt_messages_published_total") - published, 0,
+                         "nothing sent for a total every peer already passed")

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import PUBLISHER, REPLICA, free_port
+from kit.procs import PUBLISHER, REPLICA, free_port
 
 
 def run(args=(), env=None, cwd=None):

@@ -7,8 +7,10 @@ import os
 import re
 import time
 
-from browser import Browser
-from harness import ClusterTest, Replica, load, wait_for
+from kit.browser import Browser
+from kit.load import counted
+from kit.procs import wait_for, Replica
+from kit.testcase import ClusterTest
 
 ARTIFACTS = os.environ.get("TALLY_ARTIFACTS") or os.path.join(os.getcwd(), "artifacts")
 
@@ -50,7 +52,7 @@ class DashboardTest(ClusterTest):
 
         for _ in range(6):  # uneven load, so the bars differ, over a few seconds, so the chart has a line
             for i, rep in enumerate(reps):
-                self.assertEqual(load(rep.port, 50 * (i + 1))["statuses"], {200: 50 * (i + 1)})
+                self.assertEqual(counted(rep.port, 50 * (i + 1))["statuses"], {200: 50 * (i + 1)})
             time.sleep(0.7)  # pacing the load (not a readiness wait)
         total = r.total()
         self.assertEqual(total, 1800)
@@ -89,7 +91,7 @@ class DashboardTest(ClusterTest):
         wait_for(lambda: self.shown()["stream"] == "down", timeout=10, what="the page to see its stream gone")
         fresh = self.add(Replica(self.dir, r, b, "dash-1", port=port, extra_env=env)).start()
         wait_for(lambda: self.shown()["stream"] == "up", timeout=30, what="the page to reconnect")
-        self.assertEqual(load(fresh.port, 100)["statuses"], {200: 100})
+        self.assertEqual(counted(fresh.port, 100)["statuses"], {200: 100})
         wait_for(lambda: self.number(self.shown()["total"]) == r.total(), timeout=10,
                  what="the shown total after the restart")
         self.assertEqual(self.browser.errors(since=mark, skip_network=True), [],

@@ -4,8 +4,9 @@ the retained total) lifts the restored total back."""
 import subprocess
 import time
 
-from harness import ClusterTest, retained, wait_for
-from test_hardening import SIGNED, pub5, signature
+from kit.procs import retained, wait_for
+from kit.testcase import ClusterTest
+from kit.signed import SIGNED, pub5, signature
 
 
 class EpochTest(ClusterTest):

@@ -5,7 +5,9 @@ import json
 import socket
 import time
 
-from harness import ClusterTest, load, wait_for
+from kit.load import counted
+from kit.procs import wait_for
+from kit.testcase import ClusterTest
 
 
 class EventStream:
@@ -121,7 +123,7 @@ class EventsTest(ClusterTest):
         ev = EventStream(rep.port)
         ev.wait_for(lambda n, d: n == "total")
         t0 = time.monotonic()
-        res = load(rep.port, 3000, connections=8, depth=16)
+        res = counted(rep.port, 3000, connections=8, depth=16)
         self.assertEqual(res["statuses"], {200: 3000})
         totals = []
         ev.wait_for(lambda n, d: n == "total" and totals.append(json.loads(d)["cluster_total"]) is None
@@ -148,7 +150,7 @@ class EventsTest(ClusterTest):
     def test_clients_that_never_read_do_not_slow_counting(self):
         rep = self.replica(self.r, self.b, instance="ev-s", extra_env={"EVENTS_MAX_CLIENTS": "200"})
         t0 = time.monotonic()
-        base = load(rep.port, 4000, connections=8, depth=16)
+        base = counted(rep.port, 4000, connections=8, depth=16)
         t_base = time.monotonic() - t0
         stalled = []
         for _ in range(100):  # they ask for the stream and never read a byte of it
@@ -158,7 +160,7 @@ class EventsTest(ClusterTest):
             stalled.append(s)
         wait_for(lambda: rep.metric("tally_events_clients") == 100, what="100 open streams")
         t0 = time.monotonic()
-        res = load(rep.port, 4000, connections=8, depth=16)
+        res = counted(rep.port, 4000, connections=8, depth=16)
         t_stalled = time.monotonic() - t0
         self.assertEqual(res["statuses"], {200: 4000}, "no error beside 100 stalled event clients")
         self.assertEqual(res["errors"], 0)

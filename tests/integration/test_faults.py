@@ -7,7 +7,10 @@ import socket
 import threading
 import time
 
-from harness import LOAD_SCALE, ClusterTest, Redis, load, wait_for
+from kit.http_reader import read_response
+from kit.load import counted
+from kit.procs import LOAD_SCALE, wait_for, Redis
+from kit.testcase import ClusterTest
 
 
 def all_stopped(pid):
@@ -26,7 +29,7 @@ class RedisFaultTest(ClusterTest):
         b = self.broker()
         rep = self.replica(r, b)
         n = int(2000 * LOAD_SCALE)
-        self.assertEqual(load(rep.port, n)["statuses"], {200: n})
+        self.assertEqual(counted(rep.port, n)["statuses"], {200: n})
         acked = n
         r.kill9()
         st, body, headers = rep.get("/")
@@ -51,7 +54,7 @@ class RedisFaultTest(ClusterTest):
         b = self.broker()
         rep = self.replica(r, b)
         out = {}
-        t = threading.Thread(target=lambda: out.update(load(rep.port, int(20000 * LOAD_SCALE), connections=4)))
+        t = threading.Thread(target=lambda: out.update(counted(rep.port, int(20000 * LOAD_SCALE), connections=4)))
         t.start()
         wait_for(lambda: r.total() > 500, what="load to start")
         r.kill9()
@@ -127,7 +130,7 @@ class BrokerFaultTest(ClusterTest):
         self.assertEqual(a.count()[0], 200)
         b.kill9()
         n = int(1000 * LOAD_SCALE)
-        res = load(a.port, n)
+        res = counted(a.port, n)
         self.assertEqual(res["statuses"], {200: n}, "counting goes on without the broker")
         st, body, _ = a.get("/readyz")
         self.assertEqual(st, 200, "ready means can count: a broker outage after start-up changes nothing")
@@ -288,14 +291,13 @@ class ExactlyOnceTest(ClusterTest):
         # One batch of five, applied but unanswered; Redis then comes back at 3 with a lift
         # mark of 3, above the batch's first-send floor of 1: refused, though the total it
         # answers (3) is smaller than the batch. A refusal all the same, not an error.
-        from harness import _read_response
         self.proxy.drop_replies.set()
         socks = [socket.create_connection(("127.0.0.1", self.rep.port), timeout=30) for _ in range(5)]
         try:
             for s in socks:  # accepted and read from before the stop
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             files = [s.makefile("rb") for s in socks]
-            self.assertEqual([_read_response(f)[0] for f in files], [200] * 5)
+            self.assertEqual([read_response(f)[0] for f in files], [200] * 5)
             self.rep.p.send_signal(signal.SIGSTOP)  # the five requests meet in one loop pass
             wait_for(lambda: all_stopped(self.rep.p.pid), what="the replica to stop")
             for s in socks:
@@ -308,12 +310,12 @@ class ExactlyOnceTest(ClusterTest):
             for key in self.r.command("KEYS", "tally:batches:*"):
                 self.r.command("DEL", key)
             self._release([], self.proxy.drop_replies)
-            answers = [_read_response(f) for f in files]
+            answers = [read_response(f) for f in files]
         finally:
             for s in socks:
                 s.close()
         self.assertEqual([a[0] for a in answers], [503] * 5)
-        self.assertIn("Redis lost writes", answers[0][1])
+        self.assertIn(b"Redis lost writes", answers[0][2])
         self.assertEqual(self.rep.metric("tally_redis_refused_resends_total"), 1)
         self.assertEqual(self.rep.metric("tally_redis_errors_total"), 0)
         self.assertEqual(self.r.total(), 3)
@@ -373,8 +375,8 @@ class LostWritesTest(ClusterTest):
         broker = self.broker()
         r1 = self.replica(redis, broker, "r1")
         r2 = self.replica(redis, broker, "r2")
-        res = load(r1.port, int(2000 * LOAD_SCALE))
-        res2 = load(r2.port, int(2000 * LOAD_SCALE))
+        res = counted(r1.port, int(2000 * LOAD_SCALE))
+        res2 = counted(r2.port, int(2000 * LOAD_SCALE))
         self.assertEqual(redis.total(), len(res["ok"]) + len(res2["ok"]))
         for r in (r1, r2):
             self.assertEqual(r.metric("tally_redis_total_lifted_total"), 0)

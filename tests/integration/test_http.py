@@ -1,8 +1,10 @@
-"""The HTTP contract of one replica: exact answers, routes, methods, what counts."""
+"""The HTTP contract of one replica: exact answers, routes, methods, HEAD, what counts."""
 import json
 import socket
 
-from harness import TEXT_RE, ClusterTest, undocumented_metrics, wait_for
+from kit.http_reader import parse_answer, read_response
+from kit.procs import wait_for
+from kit.testcase import undocumented_metrics, ClusterTest
 
 
 class HttpTest(ClusterTest):
@@ -34,7 +36,7 @@ class HttpTest(ClusterTest):
         st, body, _ = self.rep.get("/", {"Accept": "text/html, application/json;q=0.9"})
         self.assertEqual(json.loads(body)["cluster_total"], 43)
         st, body, _ = self.rep.get("/", {"Accept": "application/json;q=0.1, text/plain"})
-        self.assertTrue(TEXT_RE.match(body), body)
+        self.assertTrue(parse_answer(body), body)
 
     def test_query_string_still_counts(self):
         st, body, _ = self.rep.get("/?cache-buster=1")
@@ -138,6 +140,45 @@ class HttpTest(ClusterTest):
         with socket.create_connection(("127.0.0.1", self.rep.port), timeout=10) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
             f = s.makefile("rb")
-            from harness import _read_response
-            ms = [int(TEXT_RE.match(_read_response(f)[1])["m"]) for _ in range(50)]
+            ms = [parse_answer(read_response(f)[2])[2] for _ in range(50)]
         self.assertEqual(ms, list(range(1, 51)))
+
+
+class HeadTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+        self.rep = self.replica(self.r, self.b, instance="h")
+
+    def raw(self, data):
+        with socket.create_connection(("127.0.0.1", self.rep.port), timeout=5) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+
+    def test_head_on_every_get_route_has_the_get_headers_and_no_body(self):
+        self.assertEqual(self.rep.count()[0], 200)
+        for path in ("/total", "/healthz", "/readyz", "/replicas", "/metrics", "/nope"):
+            gst, gbody, gh = self.rep.get(path)
+            hst, hbody, hh = self.rep.get(path, method="HEAD")
+            self.assertEqual((hst, hbody), (gst, ""), path)
+            self.assertEqual(hh["content-type"], gh["content-type"], path)
+            if path not in ("/metrics", "/replicas"):  # their bodies change between two requests
+                self.assertEqual(hh["content-length"], gh["content-length"], path)
+        hst, hbody, hh = self.rep.get("/", method="HEAD", headers={"Accept": "application/json"})
+        self.assertEqual((hst, hbody, hh["content-type"], hh["vary"]), (200, "", "application/json", "Accept"))
+
+    def test_head_never_counts_and_keeps_the_connection_usable(self):
+        out = self.raw(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" * 3 + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        self.assertEqual(out.count(b"HTTP/1.1 200 OK"), 4)
+        self.assertIn(b"This is request 1 to this instance and request 1 to the cluster.", out)
+        self.assertEqual(self.r.total(), 1)
+
+    def test_get_root_varies_on_accept(self):
+        self.assertEqual(self.rep.get("/")[2]["vary"], "Accept")

@@ -8,7 +8,9 @@ import socket
 import subprocess
 import threading
 
-from harness import REPLICA, ClusterTest, read_response, wait_for
+from kit.http_reader import read_response
+from kit.procs import REPLICA, wait_for
+from kit.testcase import ClusterTest
 
 
 def keyed(port, key, count=1, accept_json=False, header="Idempotency-Key"):

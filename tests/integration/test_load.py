@@ -1,19 +1,15 @@
 """tally-load (load/tally-load): its checker on made-up runs, and whole runs on real replicas."""
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
-import sys
 import threading
 import unittest
 
-from harness import ROOT, ClusterTest, LOAD_SCALE, wait_for
+from kit.procs import LOAD_SCALE, ROOT, wait_for
+from kit.testcase import ClusterTest
 
 TOOL = os.path.join(ROOT, "load", "tally-load")
-_loader = importlib.machinery.SourceFileLoader("tally_load", TOOL)
-_spec = importlib.util.spec_from_loader("tally_load", _loader)
-tally_load = importlib.util.module_from_spec(_spec)
-_loader.exec_module(tally_load)
+from kit import load as tally_load
+from kit.http_reader import parse_answer
 
 
 def made_up(answers, attempted=None, samples=None):
@@ -64,17 +60,17 @@ class CheckerTest(unittest.TestCase):
 
     def test_answer_parsing(self):
         body = b"You are talking to instance r1:8080.\nThis is request 3 to this instance and request 42 to the cluster.\n"
-        self.assertEqual(tally_load.parse_answer(body), ("r1:8080", 3, 42))
-        self.assertIsNone(tally_load.parse_answer(body[:-1]))
-        self.assertIsNone(tally_load.parse_answer(b'{"cluster_total":1}'))
+        self.assertEqual(parse_answer(body), ("r1:8080", 3, 42))
+        self.assertIsNone(parse_answer(body[:-1]))
+        self.assertIsNone(parse_answer(b'{"cluster_total":1}'))
 
     def test_bad_usage_exits_2(self):
-        p = subprocess.run([sys.executable, TOOL, "ftp://x/"], capture_output=True, text=True)
+        p = subprocess.run([TOOL, "ftp://x/"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 2)
         self.assertIn("only http://", p.stderr)
         for bad in (["--redis-password-file", "/nonexistent", "--redis", "127.0.0.1:1"],
                     ["--redis", "127.0.0.1:notaport"], ["--redis", "127.0.0.1:1"]):
-            p = subprocess.run([sys.executable, TOOL] + bad + ["http://127.0.0.1:1/"], capture_output=True,
+            p = subprocess.run([TOOL] + bad + ["http://127.0.0.1:1/"], capture_output=True,
                                text=True)
             self.assertEqual(p.returncode, 2, (bad, p.stderr))
             self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
@@ -89,7 +85,7 @@ class LiveRunTest(ClusterTest):
         return redis, reps
 
     def run_tool(self, redis, reps, *args):
-        argv = [sys.executable, TOOL, "--redis", "127.0.0.1:%d" % redis.port] + list(args) + \
+        argv = [TOOL, "--redis", "127.0.0.1:%d" % redis.port] + list(args) + \
                ["http://127.0.0.1:%d/" % r.port for r in reps]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 

@@ -4,7 +4,8 @@ the standard process_* metrics, and every family is in docs/api.md."""
 import re
 import subprocess
 
-from harness import ClusterTest, load, undocumented_metrics
+from kit.load import counted
+from kit.testcase import undocumented_metrics, ClusterTest
 
 
 def promtool_problems(body):
@@ -30,7 +31,7 @@ class MetricsTest(ClusterTest):
 
     def test_the_replica_passes_promtool_and_has_what_alerts_need(self):
         rep = self.replica(self.r, self.b, instance="m-1")
-        res = load(rep.port, 500)
+        res = counted(rep.port, 500)
         self.assertEqual(res["statuses"], {200: 500})
         body = rep.get("/metrics")[1]
         self.assertEqual(promtool_problems(body), "", "promtool check metrics on the replica")

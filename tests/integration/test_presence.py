@@ -1,8 +1,13 @@
-"""Presence: retained replicas/<id>/status, the Last Will, GET /replicas."""
+"""Presence: retained replicas/<id>/status, the Last Will, GET /replicas, and how long an
+offline entry is kept (PRESENCE_EXPIRE_S, forget by hand)."""
 import json
-import signal
+import os
+import subprocess
 
-from harness import ClusterTest, load, retained, wait_for
+from kit.load import counted
+from kit.procs import retained, wait_for
+from kit.signed import SECRET, SIGNED
+from kit.testcase import ClusterTest
 
 FAST = {"PRESENCE_INTERVAL_MS": "200"}
 
@@ -48,7 +53,7 @@ class PresenceTest(ClusterTest):
     def test_replicas_lists_every_instance_with_its_load(self):
         reps = [self.replica(self.r, self.b, instance="n%d" % i, extra_env=FAST) for i in range(3)]
         for i, rep in enumerate(reps):
-            self.assertEqual(load(rep.port, 10 * (i + 1))["statuses"], {200: 10 * (i + 1)})
+            self.assertEqual(counted(rep.port, 10 * (i + 1))["statuses"], {200: 10 * (i + 1)})
 
         def listing():
             doc = json.loads(reps[0].get("/replicas")[1])
@@ -80,3 +85,43 @@ class PresenceTest(ClusterTest):
         wait_for(lambda: [x["id"] for x in json.loads(rep.get("/replicas")[1])["replicas"]] == ["judge"],
                  what="x forgotten")
         self.assertEqual(rep.get("/healthz")[0], 200)
+
+
+class PresenceExpiryTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.r = self.redis(fsync="everysec")
+        self.b = self.broker()
+
+    def ids(self, rep):
+        return sorted(x["id"] for x in json.loads(rep.get("/replicas")[1])["replicas"])
+
+    def start_pair(self, expire):
+        env = dict(SIGNED, PRESENCE_EXPIRE_S=str(expire), PRESENCE_INTERVAL_MS="200")
+        keep = self.replica(self.r, self.b, instance="keep", extra_env=env)
+        gone = self.replica(self.r, self.b, instance="gone", extra_env=env)
+        wait_for(lambda: self.ids(keep) == ["gone", "keep"], what="both replicas listed")
+        self.assertEqual(gone.stop(), 0)
+        self.procs.remove(gone)
+        wait_for(lambda: '"state":"offline"' in keep.get("/replicas")[1], what="gone shown offline")
+        return keep
+
+    def test_the_publisher_clears_a_status_offline_for_presence_expire_s(self):
+        pub = self.publisher(self.r, self.b, "p1", extra_env=dict(SIGNED, PRESENCE_EXPIRE_S="3"))
+        keep = self.start_pair(expire=3600)  # the replica alone would keep it for an hour
+        wait_for(lambda: retained(self.b, "replicas/gone/status") is None, what="the retained status cleared")
+        wait_for(lambda: self.ids(keep) == ["keep"], what="keep to forget gone")
+        self.assertEqual(pub.metric("tally_publisher_statuses_cleared_total"), 1)
+        self.assertIsNotNone(retained(self.b, "replicas/keep/status"), "an online replica is never cleared")
+
+    def test_a_replica_forgets_offline_entries_by_itself(self):
+        keep = self.start_pair(expire=3)
+        wait_for(lambda: self.ids(keep) == ["keep"], what="keep to forget gone after 3 s")
+
+    def test_forget_replica_by_hand(self):
+        keep = self.start_pair(expire=3600)
+        p = subprocess.run([os.environ["TALLY_PUBLISHER"]], capture_output=True, text=True, timeout=20,
+                           env=dict(os.environ, FORGET_REPLICA="gone", MQTT_URL=self.b.url(), CLUSTER_SECRET=SECRET))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        wait_for(lambda: self.ids(keep) == ["keep"], what="keep to forget gone")
+        self.assertIsNone(retained(self.b, "replicas/gone/status"))

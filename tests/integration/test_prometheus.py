@@ -1,8 +1,6 @@
 """A real Prometheus (Debian's package) scraping a local cluster under a fixed-rate load, with
 the shipped monitoring/alerts.yml: the request rate it computes matches the load, and
 TallyReplicaDown fires once a replica is killed (and only for that one)."""
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -10,13 +8,11 @@ import time
 import urllib.parse
 import urllib.request
 
-from harness import ClusterTest, Proc, free_port, wait_for
+from kit.procs import free_port, wait_for, Proc
+from kit.testcase import ClusterTest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_loader = importlib.machinery.SourceFileLoader("tally_load", os.path.join(ROOT, "load", "tally-load"))
-_spec = importlib.util.spec_from_loader("tally_load", _loader)
-tally_load = importlib.util.module_from_spec(_spec)
-_loader.exec_module(tally_load)
+from kit import load as tally_load
 
 
 class Prometheus(Proc):

@@ -3,7 +3,8 @@ failover on kill -9 and on a pause, a retained total that never goes backwards."
 import signal
 import time
 
-from harness import ClusterTest, retained, undocumented_metrics, wait_for
+from kit.procs import retained, wait_for
+from kit.testcase import undocumented_metrics, ClusterTest
 
 TTL_S = 1.5  # LEASE_TTL_MS of the harness's publishers
 
@@ -119,7 +120,7 @@ class PublisherTest(ClusterTest):
 
     def test_bad_config_exits_2(self):
         import subprocess
-        from harness import PUBLISHER
+        from kit.procs import PUBLISHER
         for args in (["--lease-ttl-ms", "10"], ["--publish-interval-ms", "x"], ["--mqtt-url", "udp://x"]):
             p = subprocess.run([PUBLISHER] + args, capture_output=True, text=True, timeout=10)
             self.assertEqual(p.returncode, 2, args)

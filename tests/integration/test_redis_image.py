@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 
-from harness import BROKER_PLUGIN, ClusterTest, Proc, free_port, resp_session, wait_for
+from kit import resp
+from kit.procs import BROKER_PLUGIN, free_port, wait_for, Proc
+from kit.testcase import ClusterTest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ENTRYPOINT = os.path.join(ROOT, "broker-config", "redis-entrypoint.sh")
@@ -29,7 +31,7 @@ class ImageProc(Proc):
         super().__init__(name, ["bash", ENTRYPOINT], test.dir, env=base)
 
     def command(self, *args, password=PASSWORD, timeout=5):
-        return resp_session("127.0.0.1", self.port, password, args, timeout=timeout)[0]
+        return resp.session("127.0.0.1", self.port, password, args, timeout=timeout)[0]
 
     def answers(self):
         try:

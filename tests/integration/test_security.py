@@ -1,5 +1,5 @@
-"""The production broker configuration (broker-config/): accounts, ACL, listeners, and
-replicas and publishers running on it with their secrets."""
+"""The production configuration (broker-config/, make-secrets.sh): accounts, ACL, listeners,
+private secret files, TLS for watchers, and replicas and publishers running on it."""
 import json
 import os
 import re
@@ -7,7 +7,8 @@ import socket
 import subprocess
 import tempfile
 
-from harness import BROKER_PLUGIN, ROOT, ClusterTest, Redis, SecureBroker, wait_for
+from kit.procs import BROKER_PLUGIN, ROOT, wait_for, Redis, SecureBroker
+from kit.testcase import ClusterTest
 
 PW = SecureBroker.PASSWORDS
 
@@ -173,3 +174,65 @@ class SecurityTest(ClusterTest):
                            capture_output=True, text=True, env=dict(os.environ, **PW))
         self.assertEqual(p.returncode, 2)
         self.assertIn("--watch-max-connections", p.stderr)
+
+
+class SecretsAndTlsTest(ClusterTest):
+    def setUp(self):
+        super().setUp()
+        self.b = self.add(SecureBroker(self.dir)).start()
+
+    def test_secret_files_are_private(self):
+        d = self.b.conf_dir
+        self.assertEqual(os.stat(os.path.join(d, "secrets")).st_mode & 0o777, 0o700)
+        private = [os.path.join(d, "secrets", n) for n in os.listdir(os.path.join(d, "secrets"))]
+        private += [os.path.join(d, "tls", "server.key"), os.path.join(d, "tls", "ca.key"),
+                    os.path.join(d, "redis-auth.conf"), os.path.join(d, "passwd-services"),
+                    os.path.join(d, "watcher", "mosquitto_sub"), os.path.join(d, "watcher-tls", "mosquitto_sub")]
+        self.assertIn(os.path.join(d, "secrets", "cluster-secret.txt"), private)
+        for path in private:
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, path)
+        with open(os.path.join(d, "secrets", "cluster-secret.txt")) as f:
+            secret = f.read()
+        self.assertGreaterEqual(len(secret), 32)
+        # A second run keeps every secret and the CA; --owner gives the files to a user.
+        with open(os.path.join(d, "tls", "ca.crt")) as f:
+            ca = f.read()
+        subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), d, "--owner", str(os.getuid())],
+                       check=True, capture_output=True)
+        with open(os.path.join(d, "secrets", "cluster-secret.txt")) as f:
+            self.assertEqual(f.read(), secret)
+        with open(os.path.join(d, "tls", "ca.crt")) as f:
+            self.assertEqual(f.read(), ca)
+
+    def test_half_a_certificate_is_refused_with_one_line(self):
+        out = os.path.join(self.dir, "own-cert")
+        p = subprocess.run([os.path.join(ROOT, "broker-config", "make-secrets.sh"), out], capture_output=True,
+                           text=True, env=dict(os.environ, TLS_CERT_FILE=os.path.join(self.b.conf_dir, "tls",
+                                                                                      "server.crt")))
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("TLS_KEY_FILE", p.stderr)
+
+    def test_watchers_read_over_tls_with_the_local_ca(self):
+        pw = SecureBroker.PASSWORDS
+        self.assertEqual(self.b.pub("total_count", "55", user="tally-publisher", password=pw["MQTT_PUBLISHER_PASSWORD"],
+                                    retain=True), 0)
+
+        def sub(options_dir, port, host="localhost"):
+            return subprocess.run(["mosquitto_sub", "-h", host, "-p", str(port), "-t", "total_count", "-C", "1",
+                                   "-W", "3"], capture_output=True, text=True, timeout=15,
+                                  env=dict(os.environ, XDG_CONFIG_HOME=os.path.join(self.b.conf_dir, options_dir)))
+
+        p = sub("watcher-tls", self.b.watch_tls_port)
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "55"), p.stderr)
+        p = sub("watcher", self.b.watch_port)  # the password comes from the options file, not the command line
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "55"), p.stderr)
+        self.assertNotEqual(sub("watcher", self.b.watch_tls_port).returncode, 0, "no clear text on the TLS port")
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.b.conf_dir, "tls", "ca.crt"))
+        with socket.create_connection(("127.0.0.1", self.b.wss_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                          b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+                self.assertTrue(s.recv(200).startswith(b"HTTP/1.1 101"), "WebSockets over TLS")

@@ -8,7 +8,10 @@ import socket
 import subprocess
 import time
 
-from harness import ROOT, TEXT_RE, ClusterTest, Proc, free_port, raw_exchange, read_response, render_edge, wait_for
+from kit.edge import render_edge
+from kit.http_reader import parse_answer, raw_exchange, read_response
+from kit.procs import ROOT, free_port, wait_for, Proc
+from kit.testcase import ClusterTest
 
 
 def raw(port, data, timeout=3.0):
@@ -43,7 +46,7 @@ class BodyTest(ClusterTest):
         self.assertEqual(self.r.total(), 0, "nothing was counted")
         # An empty body is no body: a plain GET / with Content-Length: 0 counts.
         out, _ = raw(self.rep.port, b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", timeout=1)
-        self.assertTrue(TEXT_RE.match(out.split(b"\r\n\r\n", 1)[1].decode()), out)
+        self.assertTrue(parse_answer(out.split(b"\r\n\r\n", 1)[1]), out)
         self.assertEqual(self.r.total(), 1)
 
     def test_h2c_upgrade_is_not_offered(self):
@@ -235,7 +238,7 @@ class EdgeKeysTest(ClusterTest):
         replayed = [a for a in answers if a[1].get("idempotent-replayed") == "true"]
         self.assertGreaterEqual(len(replayed), 1, "the victim's request was replayed at the other replica")
         self.assertTrue(all(b"instance ec:" in a[2] for a in replayed), "with the victim's stored answer")
-        ms = sorted(int(TEXT_RE.match(a[2].decode())["m"]) for a in answers)
+        ms = sorted(parse_answer(a[2])[2] for a in answers)
         self.assertEqual(ms, list(range(total0 + 1, total0 + sent + 1)), "one M each")
         self.assertEqual(self.r.total(), total0 + sent, "Redis +1 per request")
 

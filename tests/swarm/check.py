@@ -14,12 +14,11 @@ import os
 import re
 import socket
 import subprocess
-import sys
-import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import TEXT_RE, _read_response, wait_for  # noqa: E402
+from kit import load as tally_load
+from kit.http_reader import parse_answer
+from kit.procs import wait_for
 
 args = None
 
@@ -126,91 +125,35 @@ def lb_get(path, timeout=5):
         c.close()
 
 
-class Load:
-    """Bounded load through the LB: `threads` keep-alive clients, each stopping at `limit`
-    requests or when stopped. Every request sent counts as attempted; only a 200 with a
-    well-formed body counts as acknowledged."""
+class Load(tally_load.Load):
+    """The bounded load through the LB (kit/load.py): `threads` keep-alive clients, each at
+    `rate` requests per second and at most `limit` requests, reconnecting for as long as the
+    run lasts. Every request sent counts as attempted; only a 200 with a well-formed body
+    counts as acknowledged. One request is in flight per client, so each 200 has its own
+    entry in result.ok_times, in the order of result.answers."""
 
     def __init__(self, threads=4, limit=400000, rate=400):
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.attempted = 0
-        self.acked = []  # (instance, n, m)
-        self.ok_times = []  # monotonic time of every 200
-        self.statuses = {}
-        self.errors = 0
-        self.limit = limit
-        self.interval = 1.0 / rate  # per thread: bounded, and long enough for every phase
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        req = b"GET / HTTP/1.1\r\nHost: tally\r\n\r\n"
-        s = f = None
-        sent = 0
-        next_at = time.monotonic()
-        while not self.stop.is_set() and sent < self.limit:
-            next_at += self.interval
-            pause = next_at - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            try:
-                if s is None:
-                    s = socket.create_connection(("127.0.0.1", args.http_port), timeout=10)
-                    f = s.makefile("rb")
-                with self.lock:
-                    self.attempted += 1
-                sent += 1
-                s.sendall(req)
-                status, body = _read_response(f)
-                with self.lock:
-                    self.statuses[status] = self.statuses.get(status, 0) + 1
-                    if status == 200:
-                        mt = TEXT_RE.match(body)
-                        self.acked.append((mt["instance"], int(mt["n"]), int(mt["m"])))
-                        self.ok_times.append(time.monotonic())
-                if status != 200:
-                    time.sleep(0.01)
-            except (OSError, ConnectionError, ValueError, IndexError):
-                with self.lock:
-                    self.errors += 1
-                if s is not None:
-                    s.close()
-                s = f = None
-                time.sleep(0.05)
-        if s is not None:
-            s.close()
-
-    def snapshot(self):
-        with self.lock:
-            return {"t": time.monotonic(), "attempted": self.attempted, "acked": len(self.acked),
-                    "statuses": dict(self.statuses), "errors": self.errors, "oks": len(self.ok_times)}
+        super().__init__(["http://127.0.0.1:%d/" % args.http_port], requests=threads * limit, concurrency=threads,
+                         rate=threads * rate, timeout=10, give_up=float("inf"))
+        self.start()
 
     def figures(self, name, a):
         """One line for the phase since snapshot a: the fault-suite figures."""
-        b = self.snapshot()
-        with self.lock:
-            times = [a["t"]] + self.ok_times[a["oks"]:b["oks"]] + [b["t"]]
-        gap, gap_at = max((y - x, x - a["t"]) for x, y in zip(times, times[1:]))
-        other = {k: v - a["statuses"].get(k, 0) for k, v in b["statuses"].items() if k != 200}
-        other = {k: v for k, v in other.items() if v}
-        f = {"attempted": b["attempted"] - a["attempted"], "acked": b["acked"] - a["acked"],
-             "non2xx": sum(other.values()), "s503": other.get(503, 0), "errors": b["errors"] - a["errors"],
-             "gap": gap}
+        d = self.since(a)
+        other = {k: v for k, v in d["statuses"].items() if k != 200}
+        f = {"attempted": d["attempted"], "acked": d["acked"], "non2xx": sum(other.values()),
+             "s503": other.get(503, 0), "errors": d["errors"], "gap": d["gap"]}
         step("%s: attempted %d, acknowledged %d, non-2xx %d (503s %d), connection errors %d, "
              "longest time without a 200 %.2f s (from %.1f s into the phase)"
-             % (name, f["attempted"], f["acked"], f["non2xx"], f["s503"], f["errors"], gap, gap_at))
+             % (name, f["attempted"], f["acked"], f["non2xx"], f["s503"], f["errors"], d["gap"], d["gap_at"]))
         return f
 
     def acked_count(self):
-        with self.lock:
-            return len(self.acked)
+        return self.result.acknowledged
 
     def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
+        self.stop()
+        return self.join()
 
 
 T0 = time.monotonic()
@@ -225,8 +168,8 @@ def step(msg):
 def duplicates_report(load, limit=20):
     """Every M answered more than once: who answered it and when (s since start, the step
     before it), so a failure says which phase handed it out twice."""
-    with load.lock:
-        rows = list(zip(load.acked, load.ok_times))
+    with load.result.lock:
+        rows = list(zip(load.result.answers, load.result.ok_times))
     seen = {}
     for (inst, n, m), t in rows:
         seen.setdefault(m, []).append((t, inst, n))
@@ -364,9 +307,9 @@ def main():
 
     def spread():
         st, body = lb_get("/")
-        mt = TEXT_RE.match(body) if st == 200 else None
-        if mt:
-            instances.add(mt["instance"])
+        a = parse_answer(body) if st == 200 else None
+        if a:
+            instances.add(a[0])
         return len(instances) >= 3
 
     wait_for(spread, timeout=120, interval=0.05, what="answers from 3 different instances")
@@ -402,23 +345,24 @@ def main():
         master_killed(load)
         every_node_stopped(load)
         if args.redis_rounds > 1:
-            with load.lock:
-                dup = len(load.acked) - len({m for (_, _, m) in load.acked})
+            with load.result.lock:
+                dup = len(load.result.answers) - len({m for (_, _, m) in load.result.answers})
             step("Redis round %d: %d M answered twice so far" % (r + 1, dup))
             if dup:
                 print(duplicates_report(load), flush=True)
 
-    load.finish()
+    res = load.finish()
     total = redis_total()
-    acked = len(load.acked)
-    ms = [m for (_, _, m) in load.acked]
+    acked = res.acknowledged
+    ms = [m for (_, _, m) in res.answers]
     figures = ("requests attempted %d, acknowledged %d, other statuses %r, connection errors %d, Redis total %d"
-               % (load.attempted, acked, {k: v for k, v in load.statuses.items() if k != 200}, load.errors, total))
+               % (res.attempted, acked, {k: v for k, v in res.statuses.items() if k != 200}, res.conn_errors, total))
     step(figures)
-    if len(set(ms)) != len(ms):
+    (name, unique, detail), = [c for c in tally_load.check(res)[0] if c[0] == "unique-M"]
+    if not unique:
         print(duplicates_report(load), flush=True)
-    assert len(set(ms)) == len(ms), "every acknowledged M is unique"
-    lo, hi = acked + outside["acked"], load.attempted + outside["attempted"]
+    assert unique, "every acknowledged M is unique: " + detail
+    lo, hi = acked + outside["acked"], res.attempted + outside["attempted"]
     assert lo <= total, "Jepsen: no acknowledged increment lost (acked %d > total %d)" % (lo, total)
     assert total <= hi, "Jepsen: nothing counted that was not attempted (total %d > attempted %d)" % (total, hi)
     step("Jepsen counter rule holds: acknowledged %d <= Redis total %d <= attempted %d" % (lo, total, hi))

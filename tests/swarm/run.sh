@@ -54,12 +54,7 @@ cleanup() {
 trap cleanup EXIT
 
 t0=$SECONDS
-if ! command -v dockerd >/dev/null; then
-  log "installing docker.io and docker-compose"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null && apt-get install -y -q docker.io docker-compose >/dev/null
-fi
-command -v docker-compose >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
+"$root/scripts/install-deps.sh" docker >/dev/null
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
   dockerd >"$work/dockerd.log" 2>&1 &
@@ -155,8 +150,8 @@ for _ in $(seq 1 240); do healthy_sentinels && break; sleep 0.5; done
 healthy_sentinels || { log "the three sentinels did not become healthy"; exit 1; }
 log "three sentinels healthy, no Redis node yet; starting the nodes"
 docker service scale "${stack}_redis=1" "${stack}_redis-2=1" "${stack}_redis-3=1" >/dev/null 2>&1
-python3 "$root/tests/swarm/check.py" --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
-  --watch-port "$TALLY_WATCH_TLS_PORT" --watcher-options "$work/broker/watcher-tls" ${TALLY_SWARM_CHECK_ARGS:-}
+(cd "$root" && python3 -m tests.swarm.check --stack "$stack" --http-port "$TALLY_HTTP_PORT" \
+  --watch-port "$TALLY_WATCH_TLS_PORT" --watcher-options "$work/broker/watcher-tls" ${TALLY_SWARM_CHECK_ARGS:-})
 # The stack's tasks: read-only roots, capabilities dropped, every secret mode 0400.
 for svc in replica publisher broker redis sentinel-1 lb; do
   cid=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_$svc" | head -1)

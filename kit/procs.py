@@ -1,34 +1,31 @@
-"""Test harness: real redis-server, mosquitto and tally replicas on free loopback ports.
+"""The processes the tests, the fault and attack suites and the benchmarks start: real
+redis-server, sentinels, mosquitto, publishers and tally replicas on free loopback ports.
 
-Every process is started in a private temporary directory and stopped at the end of the
-test (even on failure). Readiness is always polled with a deadline, never slept for.
+Every process runs in a work directory its caller owns, with its output in a log file there.
+Readiness is always polled with a deadline (wait_for), never slept for.
 """
 import http.client
+import json
 import os
 import random
-import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
-import unittest
+
+from kit import resp
+from kit.http_reader import parse_answer
 
 REPLICA = os.environ.get("TALLY_REPLICA", "")
 PUBLISHER = os.environ.get("TALLY_PUBLISHER", "")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The broker's plugin (broker-config/plugin), built beside the replica unless named.
 BROKER_PLUGIN = os.environ.get("TALLY_BROKER_PLUGIN") or (
     os.path.join(os.path.dirname(os.path.dirname(REPLICA)), "broker-config", "tally-client-ids.so") if REPLICA else "")
 SANITIZED = bool(os.environ.get("TALLY_SANITIZE"))
 # Sanitizer builds run several times slower: scale loads, not deadlines' meaning.
 LOAD_SCALE = 0.25 if SANITIZED else 1.0
-
-TEXT_RE = re.compile(
-    r"\AYou are talking to instance (?P<instance>[^\n]+)\.\n"
-    r"This is request (?P<n>[0-9]+) to this instance and request (?P<m>[0-9]+) to the cluster\.\n\Z")
 
 
 def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
@@ -44,45 +41,6 @@ def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
             last_exc = e
         time.sleep(interval)
     raise AssertionError("timed out after %.1fs waiting for %s (last error: %r)" % (timeout, what, last_exc))
-
-
-def raw_exchange(port, data, timeout=3.0, source="127.0.0.1"):
-    """Sends `data` on a fresh connection from `source`; returns (what came back, whether
-    the server closed) within `timeout` seconds."""
-    with socket.socket() as s:
-        s.settimeout(timeout)
-        s.bind((source, 0))
-        s.connect(("127.0.0.1", port))
-        try:
-            s.sendall(data)
-        except OSError:  # the server may close while a large body is still being sent
-            pass
-        out, deadline = b"", time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                d = s.recv(65536)
-            except socket.timeout:
-                break
-            except OSError:  # reset
-                return out, True
-            if not d:
-                return out, True
-            out += d
-        return out, False
-
-
-def render_edge(cfg_text, edge_port, stats_port, replicas):
-    """The shipped haproxy.cfg with Docker's resolvers replaced by static loopback servers
-    and the binds moved to loopback ports; every other line as shipped."""
-    out = re.sub(r"\nresolvers docker\n(?:    .*\n)+", "\n", cfg_text)
-    out = out.replace(" resolvers docker init-addr none", "")
-    servers = "".join("    server replica%d 127.0.0.1:%d\n" % (i + 1, r.port) for i, r in enumerate(replicas))
-    out = re.sub(r"    server-template .*\n", servers, out)
-    out = out.replace("bind :8080", "bind 127.0.0.1:%d" % edge_port).replace("bind :8404", "bind 127.0.0.1:%d" % stats_port)
-    assert "resolvers" not in out and "server-template" not in out, "the edge configuration changed shape"
-    return out
-
 
 def _ephemeral_low():
     """The lowest port the kernel hands out as an outgoing connection's source port."""
@@ -207,10 +165,10 @@ class Proc:
 
 class Redis(Proc):
     def __init__(self, workdir, fsync="always", port=None, password=None, replica_of=None, host="127.0.0.1",
-                 binds=("127.0.0.1",), acl=None):
+                 binds=("127.0.0.1",), acl=None, ha=False):
         """`host`: where tests reach it; `binds`: the addresses it listens on; `acl`: a file of
         ACL users to include (make-secrets.sh's redis-auth.conf), with `password` the default
-        user's."""
+        user's; `ha`: a node of a Redis set, with the shipped broker-config/redis-ha.conf."""
         self.port = port or free_port()
         self.host = host
         self.dir = os.path.join(workdir, "redis-%d" % self.port)
@@ -218,6 +176,8 @@ class Redis(Proc):
         argv = ["redis-server", "--port", str(self.port), "--bind", *binds, "--dir", self.dir,
                 "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no",
                 "--repl-diskless-sync-delay", "0"]  # a replica in a test syncs at once, not after 5 s
+        if ha:
+            argv += ["--include", os.path.join(ROOT, "broker-config", "redis-ha.conf")]
         if acl:
             argv += ["--include", acl]
         elif password:
@@ -234,7 +194,7 @@ class Redis(Proc):
 
     def command(self, *args, timeout=5):
         """One command over a fresh connection (RESP); returns str/int/None or raises on error."""
-        return resp_session(self.host, self.port, self.password, args, timeout=timeout)[0]
+        return resp.session(self.host, self.port, self.password, args, timeout=timeout)[0]
 
     def replicas_online(self):
         """How many replicas the master lists as online (synced)."""
@@ -244,7 +204,7 @@ class Redis(Proc):
         """Whether `n` replicas confirm a write (WAIT on the connection that made it), as
         synchronous mode needs. Online is not enough: measured here, a replica fresh from a full
         sync sometimes confirms nothing for about 0.9 s, until its first periodic ACK."""
-        return resp_session(self.host, self.port, self.password, ("SET", "harness:probe", 1), ("WAIT", n, 100))[1] >= n
+        return resp.session(self.host, self.port, self.password, ("SET", "harness:probe", 1), ("WAIT", n, 100))[1] >= n
 
     def total(self):
         v = self.command("GET", "total_count")
@@ -252,23 +212,30 @@ class Redis(Proc):
 
 
 class Sentinel(Proc):
-    """redis-server --sentinel monitoring `master` (a Redis) as name `name`, quorum `quorum`,
-    down-after 1 s: its own writable configuration file, as Sentinel rewrites it."""
+    """redis-server --sentinel monitoring `master` (a Redis) as "tally" with quorum `quorum`:
+    its own writable file (Sentinel rewrites it), made from the shipped sentinel.conf.in by
+    broker-config/sentinel-conf.sh. One setting differs from the shipped file: a failover
+    timeout of 5 s, not 10, so a second failover of the same master (Sentinel waits twice the
+    timeout) comes 10 s after the first, not 20: the fault suite's fail-back."""
 
-    def __init__(self, workdir, master, name="tally", quorum=1, port=None, binds=("127.0.0.1",)):
+    FAILOVER_TIMEOUT_MS = 5000
+
+    def __init__(self, workdir, master, quorum=1, port=None, binds=("127.0.0.1",)):
         self.port = port or free_port()
         self.dir = os.path.join(workdir, "sentinel-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "sentinel.conf")
-        with open(self.conf, "w") as f:
-            f.write("port %d\nbind %s\ndaemonize no\ndir %s\n"
-                    "sentinel monitor %s %s %d %d\n"
-                    "sentinel down-after-milliseconds %s 1000\n"
-                    "sentinel failover-timeout %s 5000\n" % (self.port, " ".join(binds), self.dir, name, master.host,
-                                                             master.port, quorum, name, name))
-            if master.password:
-                f.write("sentinel auth-pass %s %s\n" % (name, master.password))
-        self.master_name = name
+        auth = []
+        if master.password:
+            auth = ["--auth", os.path.join(self.dir, "auth.conf")]
+            with open(auth[1], "w") as f:
+                f.write("sentinel auth-pass tally %s\n" % master.password)
+        subprocess.run([os.path.join(ROOT, "broker-config", "sentinel-conf.sh"), self.conf, "--port", str(self.port),
+                        "--bind", " ".join(binds), "--master", "%s:%d" % (master.host, master.port),
+                        "--quorum", str(quorum)] + auth, check=True, capture_output=True, timeout=10)
+        with open(self.conf, "a") as f:
+            f.write("sentinel failover-timeout tally %d\n" % self.FAILOVER_TIMEOUT_MS)
+        self.master_name = "tally"
         super().__init__("sentinel-%d" % self.port, ["redis-server", self.conf, "--sentinel"], workdir)
 
     def start(self):
@@ -277,7 +244,7 @@ class Sentinel(Proc):
         return self
 
     def command(self, *args, timeout=5):
-        return resp_session("127.0.0.1", self.port, None, args, timeout=timeout)[0]
+        return resp.session("127.0.0.1", self.port, None, args, timeout=timeout)[0]
 
     def master(self):
         host, port = self.command("SENTINEL", "get-master-addr-by-name", self.master_name)
@@ -285,52 +252,6 @@ class Sentinel(Proc):
 
     def addr(self):
         return "127.0.0.1:%d" % self.port
-
-
-def resp_session(host, port, password, *commands, timeout=5):
-    """Commands in turn on one fresh connection, after AUTH if `password`; their replies
-    (str/int/None/list; an error reply raises RuntimeError). `password` may be a (user,
-    password) pair: AUTH as that ACL user."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        f = s.makefile("rb")
-        if password:
-            s.sendall(_resp(["AUTH"] + (list(password) if isinstance(password, tuple) else [password])))
-            _read_resp(f)
-        out = []
-        for cmd in commands:
-            s.sendall(_resp([str(a) for a in cmd]))
-            out.append(_read_resp(f))
-        return out
-
-
-def _resp(args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-def _read_resp(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    kind, rest = line[:1], line[1:-2].decode()
-    if kind == b"+":
-        return rest
-    if kind == b"-":
-        raise RuntimeError(rest)
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2].decode()
-    if kind == b"*":
-        return [_read_resp(f) for _ in range(int(rest))]
-    raise RuntimeError("bad RESP: %r" % line)
 
 
 class Broker(Proc):
@@ -374,9 +295,11 @@ class SecureBroker(Proc):
     """mosquitto with the production configuration of broker-config/, rendered by
     make-secrets.sh with known passwords: services port, watcher port, WebSocket port."""
     PASSWORDS = {"MQTT_REPLICA_PASSWORD": "replica-pw", "MQTT_PUBLISHER_PASSWORD": "publisher-pw",
-                 "MQTT_WATCHER_PASSWORD": "watcher-pw", "REDIS_PASSWORD": "redis-pw"}
+                 "MQTT_WATCHER_PASSWORD": "watcher-pw", "REDIS_PASSWORD": "redis-pw",
+                 "MQTT_BRIDGE_PASSWORD": "bridge-pw"}
 
-    def __init__(self, workdir, port=None, root=ROOT):
+    def __init__(self, workdir, port=None, root=ROOT, extra_args=()):
+        """`extra_args`: more make-secrets.sh options (a site and its bridges)."""
         self.port, self.watch_port, self.ws_port = port or free_port(), free_port(), free_port()
         self.watch_tls_port, self.wss_port = free_port(), free_port()
         self.conf_dir = os.path.join(workdir, "broker-%d" % self.port)
@@ -386,7 +309,8 @@ class SecureBroker(Proc):
                 plugin = ["--plugin", BROKER_PLUGIN] if "--plugin" in f.read() else []
             subprocess.run([script, self.conf_dir, "--port",
                             str(self.port), "--watch-port", str(self.watch_port), "--ws-port", str(self.ws_port),
-                            "--watch-tls-port", str(self.watch_tls_port), "--wss-port", str(self.wss_port)] + plugin,
+                            "--watch-tls-port", str(self.watch_tls_port), "--wss-port", str(self.wss_port)] + plugin
+                           + list(extra_args),
                            check=True, env=dict(os.environ, **self.PASSWORDS), capture_output=True)
             if os.geteuid() == 0:
                 with open(os.path.join(self.conf_dir, "mosquitto.conf"), "a") as f:
@@ -534,12 +458,11 @@ class Replica(Proc):
         st, body, _ = self.get("/", {"Accept": "application/json"} if json else {})
         if st != 200:
             return st, None, None
-        mt = TEXT_RE.match(body)
-        assert mt, "unexpected body %r" % body
-        return st, int(mt["n"]), int(mt["m"])
+        a = parse_answer(body)
+        assert a, "unexpected body %r" % body
+        return st, a[1], a[2]
 
     def total(self):
-        import json
         return json.loads(self.get("/total")[1])["cluster_total"]
 
     def metric(self, name):
@@ -550,229 +473,3 @@ class Replica(Proc):
         raise KeyError(name)
 
 
-def load(port, requests, connections=8, depth=16, timeout=30.0, accept_json=False):
-    """Sends `requests` counted GET / over `connections` keep-alive connections, pipelining
-    `depth` at a time. Returns dict: ok=[(n, m, instance)], statuses={code: count}, attempted."""
-    lock = threading.Lock()
-    result = {"ok": [], "statuses": {}, "attempted": 0, "errors": 0}
-    per_conn = [requests // connections + (1 if i < requests % connections else 0) for i in range(connections)]
-    req = b"GET / HTTP/1.1\r\nHost: t\r\n" + (b"Accept: application/json\r\n" if accept_json else b"") + b"\r\n"
-
-    def worker(count):
-        ok, statuses, attempted, errors = [], {}, 0, 0
-        s = None
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-            f = s.makefile("rb")
-            left = count
-            while left > 0:
-                k = min(depth, left)
-                s.sendall(req * k)
-                attempted += k
-                for _ in range(k):
-                    status, body = _read_response(f)
-                    statuses[status] = statuses.get(status, 0) + 1
-                    if status == 200:
-                        mt = TEXT_RE.match(body)
-                        ok.append((int(mt["n"]), int(mt["m"]), mt["instance"]))
-                left -= k
-        except (OSError, ConnectionError):
-            errors += 1
-        finally:
-            if s:
-                s.close()
-            with lock:
-                result["ok"] += ok
-                result["attempted"] += attempted
-                result["errors"] += errors
-                for k2, v in statuses.items():
-                    result["statuses"][k2] = result["statuses"].get(k2, 0) + v
-
-    threads = [threading.Thread(target=worker, args=(c,)) for c in per_conn if c > 0]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return result
-
-
-def _read_response(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("server closed the connection")
-    status = int(line.split()[1])
-    length = None
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = h.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    body = f.read(length) if length else b""
-    return status, body.decode()
-
-
-def read_response(f, head=False):
-    """One HTTP/1.1 response from a socket file: (status, headers dict, body); an answer to
-    HEAD (@head) has no body whatever its Content-Length says."""
-    line = f.readline()
-    if not line:
-        raise ConnectionError("closed before the answer")
-    status = int(line.split()[1])
-    headers = {}
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n"):
-            break
-        if not h:
-            raise ConnectionError("closed inside the headers")
-        name, _, value = h.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = b"" if head else f.read(int(headers.get("content-length", "0")))
-    return status, headers, body
-
-
-class ClusterTest(unittest.TestCase):
-    """Base class: a temp dir, and every process started through it stopped at the end."""
-
-    def setUp(self):
-        if not REPLICA or not os.access(REPLICA, os.X_OK):
-            self.fail("TALLY_REPLICA must point at the tally-replica binary (run through ctest)")
-        self.dir = tempfile.mkdtemp(prefix="tally-it-")
-        self.procs = []
-        self.watchers = []
-
-    def tearDown(self):
-        for w in self.watchers:
-            w.stop()
-        failed = False
-        for p in reversed(self.procs):
-            rc = p.stop()
-            if isinstance(p, (Replica, Publisher)) and rc not in (0, None, -9) and p.p.returncode != -signal.SIGKILL:
-                failed = True
-                print("\n--- %s exited %s; its log:\n%s" % (p.name, rc, p.output()))
-            if isinstance(p, (Replica, Publisher)) and SANITIZED and ("ERROR: AddressSanitizer" in p.output()
-                                                         or "WARNING: ThreadSanitizer" in p.output()
-                                                         or "runtime error:" in p.output()):
-                failed = True
-                print("\n--- sanitizer report in %s:\n%s" % (p.name, p.output()))
-        if failed:
-            self.fail("a replica exited badly (see its log above)")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def add(self, proc):
-        self.procs.append(proc)
-        return proc
-
-    def redis(self, **kw):
-        return self.add(Redis(self.dir, **kw)).start()
-
-    def broker(self, **kw):
-        return self.add(Broker(self.dir, **kw)).start()
-
-    def publisher(self, redis, broker, instance, **kw):
-        return self.add(Publisher(self.dir, redis, broker, instance, **kw)).start()
-
-    def replica(self, redis, broker, instance="r1", ready=True, **kw):
-        return self.add(Replica(self.dir, redis, broker, instance, **kw)).start(ready=ready)
-
-    def replica_via_proxy(self, redis, broker, **kw):
-        """A replica that reaches `redis` through a FlakyProxy (closed at the end of the
-        test), to lose its commands or their replies at a chosen moment: (replica, proxy)."""
-        proxy = FlakyProxy(redis.port)
-        self.addCleanup(proxy.close)
-
-        class Via:
-            port = proxy.port
-
-        return self.replica(Via, broker, **kw), proxy
-
-    def watcher(self, broker):
-        w = Watcher(broker)
-        self.watchers.append(w)
-        return w
-
-
-def undocumented_metrics(body):
-    """Metric families in a /metrics body that docs/api.md does not name."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, "docs", "api.md")) as f:
-        doc = f.read()
-    names = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE ")]
-    return [n for n in names if "`%s`" % n not in doc and "`%s{" % n not in doc]
-
-
-class FlakyProxy:
-    """A TCP proxy on 127.0.0.1 to another local port that can swallow the bytes of one
-    direction (drop_requests / drop_replies) and cut every connection it carries, to make
-    a connection fail at a chosen moment: e.g. after Redis applied a command but before
-    its reply arrived."""
-
-    def __init__(self, target_port):
-        self.target = target_port
-        self.drop_requests = threading.Event()
-        self.drop_replies = threading.Event()
-        self.lock = threading.Lock()
-        self.pairs = []
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.pairs.append((c, s))
-            threading.Thread(target=self._pipe, args=(c, s, self.drop_requests), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(s, c, self.drop_replies), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst, drop):
-        # Once a connection has lost bytes it forwards nothing more in that direction, as a
-        # real connection that loses data is dead: passing later bytes on would hand Redis the
-        # tail of a half-swallowed command, or the client a reply that belongs to an earlier
-        # one (between clear() and cut() in a test, that once gave two requests one total).
-        swallowed = False
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                swallowed = swallowed or drop.is_set()
-                if not swallowed:
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        """Closes every connection carried so far; new ones are accepted as usual."""
-        with self.lock:
-            pairs, self.pairs = self.pairs, []
-        for pair in pairs:
-            for sock in pair:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-
-    def close(self):
-        self.cut()
-        self.lsock.close()
