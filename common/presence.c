@@ -306,16 +306,6 @@ size_t tally_presence_rank(tally_presence_t *p, const char *id, size_t *online)
     return below;
 }
 
-size_t tally_presence_online(tally_presence_t *p)
-{
-    size_t online = 0;
-    pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->n; i++)
-        online += p->entries[i].status.online != 0;
-    pthread_mutex_unlock(&p->lock);
-    return online;
-}
-
 static int by_id(const void *a, const void *b)
 {
     return strcmp(((const struct tally_presence_entry *)a)->status.id,

@@ -62,8 +62,6 @@ size_t tally_presence_expire(tally_presence_t *p, int64_t now_ms, int64_t max_ag
 /** Sets *@p online to how many replicas the table holds as online, and returns how many of
  *  them have an id below @p id (the rank of @p id among them, if it is online). */
 size_t tally_presence_rank(tally_presence_t *p, const char *id, size_t *online);
-/** How many replicas the table holds as online. */
-size_t tally_presence_online(tally_presence_t *p);
 /** Writes {"replicas":[...]} sorted by id into a malloc'd string; *len gets its length.
  *  Returns NULL when out of memory. */
 char *tally_presence_json(tally_presence_t *p, size_t *len);

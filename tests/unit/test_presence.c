@@ -96,11 +96,14 @@ Test(presence, table_updates_removes_and_sorts)
     tally_status_t a = {.id = "b", .host = "b:1", .online = 1}, b = {.id = "a", .host = "a:1", .online = 1};
     cr_assert_eq(tally_presence_update(&p, &a, 100), TALLY_OK);
     cr_assert_eq(tally_presence_update(&p, &b, 200), TALLY_OK);
-    cr_assert_eq(tally_presence_online(&p), 2);
+    size_t online;
+    cr_assert_eq(tally_presence_rank(&p, "b", &online), 1, "b is second of the online ones");
+    cr_assert_eq(online, 2);
     a.online = 0;
     a.served = 7;
     cr_assert_eq(tally_presence_update(&p, &a, 300), TALLY_OK);
-    cr_assert_eq(tally_presence_online(&p), 1, "an offline status is not counted");
+    cr_assert_eq(tally_presence_rank(&p, "b", &online), 1, "a, online, still ranks below b");
+    cr_assert_eq(online, 1, "an offline status is not counted");
     size_t len;
     char *json = tally_presence_json(&p, &len);
     cr_assert_str_eq(json, "{\"replicas\":["
