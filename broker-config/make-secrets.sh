@@ -28,6 +28,8 @@
 #                                        [--owner UID[:GID]] [--tls-names DNS:a,IP:1.2.3.4]
 #                                        [--watch-bind ADDR] [--plugin PATH]
 #                                        [--max-connections N] [--watch-max-connections N]
+#                                        [--site NAME --bridge-port P [--bridge-tls]
+#                                         [--bridge OTHER=HOST:PORT ...] [--bridge-cafile FILE]]
 # --watch-bind is where the two cleartext watcher listeners (--watch-port, --ws-port) listen:
 # 127.0.0.1 unless given, whatever --bind says, so a watcher's password crosses a network
 # only over TLS. --plugin is the broker plugin tally-client-ids.so (built by cmake in
@@ -37,12 +39,22 @@
 # --conf-dir is where mosquitto will find the files (default OUTDIR; e.g. /mosquitto/config
 # inside a container). --owner gives the secret files to that user (root only): docker-compose
 # bind-mounts them as they are, and tally's images run as uid 10001.
+# Sites (docs/sites.md): --site names this broker's site. --bridge-port opens a listener
+# for the other sites' bridges (on --bind; TLS with the watchers' certificate if --bridge-tls),
+# where account tally-bridge-OTHER may only publish sites/OTHER/#. Each --bridge OTHER=HOST:PORT
+# is a mosquitto bridge (MQTT v5) to that site's bridge listener that carries sites/NAME/#
+# (this site's own topics) and nothing else, as tally-bridge-NAME, over TLS verified against
+# --bridge-cafile if given. Loops cannot happen: a bridge carries only the topics of the site
+# it starts from, and a message about site X is only ever published on X's broker, so nothing
+# that arrives over a bridge matches the topics of any bridge that leaves. Every site uses the
+# same MQTT_BRIDGE_PASSWORD (secrets/mqtt-bridge.txt) and the same CLUSTER_SECRET: copy both.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 1 ] || { echo "usage: make-secrets.sh OUTDIR [options]" >&2; exit 2; }
 out=$1; shift
 port=1883 watch_port=1884 ws_port=9001 watch_tls_port=8884 wss_port=9443 bind=127.0.0.1 data="" conf_dir="" owner=""
 watch_bind=127.0.0.1 plugin=/usr/lib/tally/tally-client-ids.so max_conns=1024 watch_max_conns=1000
+site="" bridge_port="" bridge_tls="" bridge_cafile="" bridges=()
 tls_names="DNS:localhost,DNS:broker,IP:127.0.0.1,DNS:$(hostname)"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,10 +63,26 @@ while [ $# -gt 0 ]; do
     --bind) bind=$2 ;; --data) data=$2 ;; --conf-dir) conf_dir=$2 ;; --owner) owner=$2 ;;
     --watch-bind) watch_bind=$2 ;; --plugin) plugin=$2 ;;
     --max-connections) max_conns=$2 ;; --watch-max-connections) watch_max_conns=$2 ;;
+    --site) site=$2 ;; --bridge-port) bridge_port=$2 ;; --bridge) bridges+=("$2") ;;
+    --bridge-cafile) bridge_cafile=$2 ;;
+    --bridge-tls) bridge_tls=1; shift; continue ;;
     *) echo "make-secrets.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
 done
+site_re='^[a-z0-9-]{1,32}$'
+if [ -n "$site" ] && ! [[ $site =~ $site_re ]]; then
+  echo "make-secrets.sh: --site must be 1 to 32 of a-z, 0-9 and -, not '$site'" >&2; exit 2
+fi
+if [ -z "$site" ] && { [ -n "$bridge_port" ] || [ ${#bridges[@]} -gt 0 ]; }; then
+  echo "make-secrets.sh: --bridge-port and --bridge need --site" >&2; exit 2
+fi
+for b in "${bridges[@]}"; do
+  if ! [[ $b =~ ^([a-z0-9-]{1,32})=([^:=]+):([0-9]+)$ ]] || [ "${BASH_REMATCH[1]}" = "$site" ]; then
+    echo "make-secrets.sh: --bridge must be OTHER=HOST:PORT, OTHER another site's name, not '$b'" >&2; exit 2
+  fi
+done
+[ -z "$bridge_cafile" ] || [ -r "$bridge_cafile" ] || { echo "make-secrets.sh: cannot read --bridge-cafile $bridge_cafile" >&2; exit 2; }
 for n in "$max_conns" "$watch_max_conns"; do
   case "$n" in ''|*[!0-9]*) echo "make-secrets.sh: --max-connections and --watch-max-connections take a number" >&2; exit 2 ;; esac
 done
@@ -93,6 +121,8 @@ replica_pw=$(secret mqtt-replica MQTT_REPLICA_PASSWORD)
 publisher_pw=$(secret mqtt-publisher MQTT_PUBLISHER_PASSWORD)
 watcher_pw=$(secret mqtt-watcher MQTT_WATCHER_PASSWORD)
 cluster_secret=$(secret cluster-secret CLUSTER_SECRET 48)
+bridge_pw=""
+[ -z "$site" ] || bridge_pw=$(secret mqtt-bridge MQTT_BRIDGE_PASSWORD)  # every site's bridges: the same
 secret lb-stats LB_STATS_PASSWORD >/dev/null  # the edge's stats page (docker/lb-entrypoint.sh)
 [ ${#cluster_secret} -ge 16 ] || { echo "make-secrets.sh: CLUSTER_SECRET must be at least 16 characters" >&2; exit 2; }
 
@@ -177,4 +207,48 @@ sed -e "s|@PORT@|$port|g" -e "s|@WATCH_PORT@|$watch_port|g" -e "s|@WS_PORT@|$ws_
     -e "s|@SERVICES_MAX_CONNECTIONS@|$max_conns|g" -e "s|@WATCH_MAX_CONNECTIONS@|$watch_max_conns|g" -e "s|@DATA_DIR@|$data|g" -e "s|@CONF_DIR@|$conf_dir|g" \
     "$here/mosquitto.conf.in" >"$out/mosquitto.conf"
 chmod 644 "$out/mosquitto.conf" "$out/acl-services" "$out/acl-watchers"
+# Sites: the listener for the other sites' bridges, and this site's bridges to them. The
+# bridges' file holds the bridge password: mode 600, included from mosquitto.conf.
+rm -rf "$out/bridges.d"
+if [ -n "$site" ]; then
+  mkdir -p "$out/bridges.d"
+  {
+    printf '# Written by make-secrets.sh for site %s: the other sites bridge in here.\n' "$site"
+    printf '# One account per site, which may only publish that site'"'"'s own topics.\n'
+  } >"$out/acl-bridges"
+  : >"$out/passwd-bridges"
+  for b in "${bridges[@]}"; do
+    other=${b%%=*}
+    printf 'tally-bridge-%s:%s\n' "$other" "$bridge_pw" >>"$out/passwd-bridges"
+    printf '\nuser tally-bridge-%s\ntopic write sites/%s/#\n' "$other" "$other" >>"$out/acl-bridges"
+  done
+  [ ! -s "$out/passwd-bridges" ] || mosquitto_passwd -U "$out/passwd-bridges"
+  chmod 600 "$out/passwd-bridges"
+  chmod 644 "$out/acl-bridges"
+  conf="$out/bridges.d/bridges.conf"
+  printf '# Written by make-secrets.sh: site %s, its listener for bridges and its bridges.\n' "$site" >"$conf"
+  if [ -n "$bridge_port" ]; then
+    {
+      printf '\nlistener %s %s\nprotocol mqtt\nallow_anonymous false\n' "$bridge_port" "$bind"
+      printf 'password_file %s/passwd-bridges\nacl_file %s/acl-bridges\n' "$conf_dir" "$conf_dir"
+      printf 'plugin %s\nplugin_opt_role watchers\nmax_connections 64\n' "$plugin"
+      if [ -n "$bridge_tls" ]; then
+        printf 'certfile %s/tls/server.crt\nkeyfile %s/tls/server.key\ntls_version tlsv1.2\n' "$conf_dir" "$conf_dir"
+      fi
+    } >>"$conf"
+  fi
+  for b in "${bridges[@]}"; do
+    other=${b%%=*} addr=${b#*=}
+    {
+      printf '\nconnection tally-%s-to-%s\naddress %s\nbridge_protocol_version mqttv50\n' "$site" "$other" "$addr"
+      printf 'remote_clientid tally-bridge-%s-to-%s\nremote_username tally-bridge-%s\nremote_password %s\n' \
+        "$site" "$other" "$site" "$bridge_pw"
+      printf 'cleansession true\nnotifications false\nrestart_timeout 1 5\ntopic sites/%s/# out 1\n' "$site"
+      [ -z "$bridge_cafile" ] || printf 'bridge_cafile %s\n' "$bridge_cafile"
+    } >>"$conf"
+  done
+  chmod 600 "$conf"
+  [ -z "$owner" ] || chown "$owner" "$conf" "$out/passwd-bridges"
+  printf '\n# --- sites: bridges (make-secrets.sh --site) ---\ninclude_dir %s/bridges.d\n' "$conf_dir" >>"$out/mosquitto.conf"
+fi
 [ -e "$plugin" ] || echo "make-secrets.sh: warning: the broker plugin $plugin does not exist here; mosquitto will not start with this mosquitto.conf until it does (--plugin PATH; ignore this for a container, whose broker image has it)" >&2
