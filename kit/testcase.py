@@ -14,12 +14,17 @@ from kit.proxy import FlakyProxy
 class ClusterTest(unittest.TestCase):
     """Base class: a temp dir, and every process started through it stopped at the end."""
 
+    servers = False  # a class that says True gets self.r, a Redis (everysec), and self.b, a broker
+
     def setUp(self):
         if not REPLICA or not os.access(REPLICA, os.X_OK):
             self.fail("TALLY_REPLICA must point at the tally-replica binary (run through ctest)")
         self.dir = tempfile.mkdtemp(prefix="tally-it-")
         self.procs = []
         self.watchers = []
+        if self.servers:
+            self.r = self.redis(fsync="everysec")
+            self.b = self.broker()
 
     def tearDown(self):
         for w in self.watchers:

@@ -12,10 +12,10 @@ PER_REPLICA = int(20000 * LOAD_SCALE)
 
 
 class ClusterTest3(ClusterTest):
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.reps = [self.replica(self.r, self.b, instance="r%d" % i) for i in range(3)]
 
     def test_concurrent_load_gives_distinct_consecutive_totals(self):

@@ -10,10 +10,10 @@ from kit.signed import SIGNED, pub5, signature
 
 
 class EpochTest(ClusterTest):
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.a = self.replica(self.r, self.b, instance="a", extra_env=SIGNED)
         self.c = self.replica(self.r, self.b, instance="c", extra_env=SIGNED)
         self.p = self.publisher(self.r, self.b, "p", extra_env=SIGNED)

@@ -192,10 +192,10 @@ class ExactlyOnceTest(ClusterTest):
     ids; one that Redis had applied is not applied twice, and its requests get their real
     totals (issue 5, point 1)."""
 
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.rep, self.proxy = self.replica_via_proxy(self.r, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
         self.assertEqual(self.rep.count(), (200, 1, 1))
 

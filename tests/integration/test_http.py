@@ -145,10 +145,10 @@ class HttpTest(ClusterTest):
 
 
 class HeadTest(ClusterTest):
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.rep = self.replica(self.r, self.b, instance="h")
 
     def raw(self, data):

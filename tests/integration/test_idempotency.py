@@ -30,10 +30,10 @@ def raw(port, head):
 
 
 class IdempotencyTest(ClusterTest):
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.a = self.replica(self.r, self.b, instance="a")
         self.c = self.replica(self.r, self.b, instance="c")
 
@@ -171,10 +171,10 @@ class KeyedResendTest(ClusterTest):
     ring answers its total, the keys' answers are read back as its own (no replay), and the
     requests without a key in the same batch keep the top of its range."""
 
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.rep, self.proxy = self.replica_via_proxy(self.r, self.b, extra_env={"REDIS_TIMEOUT_MS": "5000"})
         self.assertEqual(self.rep.count(), (200, 1, 1))
 

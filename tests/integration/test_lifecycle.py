@@ -20,10 +20,7 @@ def slurp(path):
 
 
 class LifecycleTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
+    servers = True
 
     def test_sighup_reopens_the_log_and_reloads_the_level(self):
         log = os.path.join(self.dir, "tally.log")

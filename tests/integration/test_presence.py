@@ -18,10 +18,7 @@ def status(broker, rid):
 
 
 class PresenceTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
+    servers = True
 
     def test_online_on_connect_and_offline_on_clean_exit(self):
         rep = self.replica(self.r, self.b, instance="p1", extra_env=FAST)
@@ -88,10 +85,7 @@ class PresenceTest(ClusterTest):
 
 
 class PresenceExpiryTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
+    servers = True
 
     def ids(self, rep):
         return sorted(x["id"] for x in json.loads(rep.get("/replicas")[1])["replicas"])

@@ -15,10 +15,7 @@ def retained_total(broker, timeout=3):
 
 
 class PublisherTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
+    servers = True
 
     def test_late_subscriber_gets_the_retained_total(self):
         self.r.command("SET", "total_count", "41")

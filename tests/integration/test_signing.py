@@ -12,10 +12,10 @@ from kit.testcase import ClusterTest
 class ForgeryTest(ClusterTest):
     """A cluster with CLUSTER_SECRET: forged totals and statuses move nothing, signed ones still do."""
 
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.a = self.replica(self.r, self.b, instance="a", extra_env=SIGNED)
         self.c = self.replica(self.r, self.b, instance="c", extra_env=SIGNED)
 

@@ -149,10 +149,10 @@ class EdgeKeysTest(ClusterTest):
     issue 13 reproduced: a replica killed with a batch in flight at a paused Redis. Without
     keys the client gets 502 and Redis counted the request; with them, one 200 and Redis +1."""
 
+    servers = True
+
     def setUp(self):
         super().setUp()
-        self.r = self.redis(fsync="everysec")
-        self.b = self.broker()
         self.reps = [self.replica(self.r, self.b, instance=n) for n in ("ea", "ec")]
 
     def edge(self, keys):
