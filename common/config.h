@@ -49,16 +49,6 @@ int tally_config_wants_check(int argc, char **argv);
 /** Prints every setting as NAME=value, one a line, in the table's order; a secret that is set
  *  shows as "(set, not shown)". */
 void tally_config_print(FILE *out, const tally_opt_t *opts, size_t nopts, const void *cfg);
-struct tally_mqtt_settings;
-/** After a program's own checks: fills the defaults that depend on other settings (an empty
- *  @p instance_id, of @p id_size bytes: this machine's hostname, else @p fallback_id; an empty
- *  MQTT client id: @p client_prefix and the instance id); then with --check-config prints the
- *  effective configuration to stdout and "<progname>: configuration OK" to stderr and returns 0
- *  (exit with it, having connected to nothing); else names the log's instance and returns -1
- *  to go on. */
-int tally_config_settle(int argc, char **argv, const void *cfg, char *instance_id, size_t id_size,
-                        const char *fallback_id, struct tally_mqtt_settings *mqtt, const char *client_prefix);
-
 /** A program's start: loads the configuration (as tally_config_load) and sets the log
  *  threshold from the option at @p log_level_offset, and sends the log to the option named
  *  LOG_FILE if the table has one and it is set (with --check-config: only checks that the
@@ -66,6 +56,28 @@ int tally_config_settle(int argc, char **argv, const void *cfg, char *instance_i
  *  after --help/--version, 2 after printing "<progname>: <error>" to stderr. */
 int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
                        char **argv, const char *summary, size_t log_level_offset);
+
+/** Checks across settings that one row cannot express. Returns TALLY_OK, or TALLY_ERR with
+ *  one line in @p why that names the variable. */
+typedef int (*tally_settings_check_fn)(const void *cfg, char *why, size_t whylen);
+
+/* What a program is, as its start needs it: the table of its settings and the defaults that
+ * depend on other settings. The table has INSTANCE_ID, MQTT_CLIENT_ID and LOG_LEVEL rows. */
+typedef struct tally_program {
+    const char *name, *summary; /* "tally-replica"; the first line of --help */
+    const tally_opt_t *opts;
+    size_t nopts;
+    const char *fallback_id;       /* an empty INSTANCE_ID: the hostname, else this */
+    const char *client_prefix;     /* an empty MQTT_CLIENT_ID: this, then the instance id */
+    tally_settings_check_fn check; /* optional */
+} tally_program_t;
+
+/** The start of both programs' main(): tally_config_start, the program's own check, the
+ *  defaults above; then with --check-config prints the effective configuration to stdout and
+ *  "<name>: configuration OK" to stderr and returns 0 (exit with it, having connected to
+ *  nothing); else names the log's instance and returns -1 to go on. Any error: one line on
+ *  stderr, returns 2. */
+int tally_program_begin(const tally_program_t *prog, void *cfg, int argc, char **argv);
 
 /* Longest LOG_FILE path. */
 #define TALLY_LOG_FILE_MAX 512

@@ -1,4 +1,4 @@
-/* A program's start and its SIGHUP (config.h: tally_config_start, tally_config_reload_log):
+/* A program's start and its SIGHUP (config.h: tally_program_begin, tally_config_reload_log):
  * load the configuration, open the log, apply LOG_LEVEL, and load it again on SIGHUP. */
 #include <errno.h>
 #include <stdio.h>
@@ -22,12 +22,17 @@ static struct {
     char log_file[TALLY_LOG_FILE_MAX];
 } started;
 
+static const tally_opt_t *table_row(const tally_opt_t *opts, size_t nopts, const char *name)
+{
+    for (size_t i = 0; i < nopts; i++)
+        if (strcmp(opts[i].name, name) == 0)
+            return &opts[i];
+    return NULL;
+}
+
 static const tally_opt_t *started_opt(const char *name)
 {
-    for (size_t i = 0; i < started.nopts; i++)
-        if (strcmp(started.opts[i].name, name) == 0)
-            return &started.opts[i];
-    return NULL;
+    return table_row(started.opts, started.nopts, name);
 }
 
 /* Takes LOG_LEVEL and LOG_FILE from a loaded configuration: opens the file, sets the level. */
@@ -69,22 +74,6 @@ static int check_log_file(const void *cfg, char *why, size_t whylen)
         return TALLY_OK;
     snprintf(why, whylen, "cannot write %s: %s", path, strerror(errno));
     return TALLY_ERR;
-}
-
-int tally_config_settle(int argc, char **argv, const void *cfg, char *instance_id, size_t id_size,
-                        const char *fallback_id, struct tally_mqtt_settings *mqtt, const char *client_prefix)
-{
-    tally_default_instance_id(instance_id, id_size, fallback_id);
-    if (mqtt->client_id[0] == '\0')
-        snprintf(mqtt->client_id, sizeof(mqtt->client_id), "%s%.64s", client_prefix, instance_id);
-    if (!tally_config_wants_check(argc, argv)) {
-        tally_log_set_instance(instance_id);
-        return -1;
-    }
-    tally_config_print(stdout, started.opts, started.nopts, cfg);
-    fflush(stdout);
-    fprintf(stderr, "%s: configuration OK\n", started.progname);
-    return 0;
 }
 
 int tally_config_start(const char *progname, const tally_opt_t *opts, size_t nopts, void *cfg, int argc,
@@ -147,4 +136,35 @@ void tally_config_reload_log(void)
                    tally_log_level_name((enum tally_log_level)was));
     }
     free(fresh);
+}
+
+int tally_program_begin(const tally_program_t *prog, void *cfg, int argc, char **argv)
+{
+    const tally_opt_t *level = table_row(prog->opts, prog->nopts, "LOG_LEVEL"),
+                      *id = table_row(prog->opts, prog->nopts, "INSTANCE_ID"),
+                      *client = table_row(prog->opts, prog->nopts, "MQTT_CLIENT_ID");
+    int rc = tally_config_start(prog->name, prog->opts, prog->nopts, cfg, argc, argv, prog->summary,
+                                level->offset);
+    if (rc >= 0)
+        return rc;
+    char why[512];
+    if (prog->check != NULL && prog->check(cfg, why, sizeof(why)) != TALLY_OK) {
+        fprintf(stderr, "%s: %s\n", prog->name, why);
+        return 2;
+    }
+    char *instance_id = (char *)cfg + id->offset, *client_id = (char *)cfg + client->offset;
+    tally_default_instance_id(instance_id, id->size, prog->fallback_id);
+    if (client_id[0] == '\0') {
+        char made[TALLY_ID_SIZE + 64];
+        snprintf(made, sizeof(made), "%s%.64s", prog->client_prefix, instance_id);
+        tally_strlcpy(client_id, made, client->size);
+    }
+    if (!tally_config_wants_check(argc, argv)) {
+        tally_log_set_instance(instance_id);
+        return -1;
+    }
+    tally_config_print(stdout, prog->opts, prog->nopts, cfg);
+    fflush(stdout);
+    fprintf(stderr, "%s: configuration OK\n", prog->name);
+    return 0;
 }

@@ -67,6 +67,18 @@
             NULL                                                                                             \
     }
 
+/** INSTANCE_ID, with the program's own help. */
+#define TALLY_OPTS_INSTANCE_ID(OPT, help)                                                                    \
+    {                                                                                                        \
+        "INSTANCE_ID", TALLY_OPT_STRING, OPT(instance_id), 0, 0, "", help, tally_check_instance_id           \
+    }
+
+/** PRESENCE_EXPIRE_S, with the program's own help. */
+#define TALLY_OPTS_PRESENCE_EXPIRE(OPT, help)                                                                \
+    {                                                                                                        \
+        "PRESENCE_EXPIRE_S", TALLY_OPT_INT, OPT(presence_expire_s), 1, 31536000, "600", help, NULL           \
+    }
+
 /** CLUSTER_SECRET. */
 #define TALLY_OPTS_CLUSTER_SECRET(OPT)                                                                       \
     {                                                                                                        \
@@ -77,8 +89,9 @@
             tally_check_secret                                                                               \
     }
 
-/** MQTT_URL, MQTT_USERNAME, MQTT_PASSWORD (MQTT_CLIENT_ID's default differs by program). */
-#define TALLY_OPTS_MQTT(OPT)                                                                                 \
+/** MQTT_URL, MQTT_USERNAME, MQTT_PASSWORD, MQTT_CLIENT_ID (whose default differs by program: its
+ *  help says which) and CLUSTER_SECRET. */
+#define TALLY_OPTS_MQTT(OPT, client_id_help)                                                                 \
     {"MQTT_URL", TALLY_OPT_STRING,       OPT(mqtt.url), 0,                                                   \
      0,          "tcp://127.0.0.1:1883", "MQTT broker", tally_check_mqtt_url},                               \
         {"MQTT_USERNAME",                                                                                    \
@@ -89,9 +102,10 @@
          "",                                                                                                 \
          "MQTT user name (empty: anonymous)",                                                                \
          NULL},                                                                                              \
-    {                                                                                                        \
-        "MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt.password), 0, 0, "", "MQTT password", NULL               \
-    }
+        {"MQTT_PASSWORD", TALLY_OPT_SECRET, OPT(mqtt.password), 0, 0, "", "MQTT password", NULL},            \
+        {"MQTT_CLIENT_ID", TALLY_OPT_STRING,       OPT(mqtt.client_id), 0, 0, "",                            \
+         client_id_help,   tally_check_instance_id},                                                         \
+        TALLY_OPTS_CLUSTER_SECRET(OPT)
 
 /** LOG_FILE, LOG_LEVEL and LOG_FORMAT. */
 #define TALLY_OPTS_LOG(OPT)                                                                                  \

@@ -4,6 +4,8 @@ import hashlib
 import hmac
 import subprocess
 
+from kit.testcase import ClusterTest
+
 SECRET = "test-cluster-secret-0123456789"
 SIGNED = {"CLUSTER_SECRET": SECRET}
 
@@ -22,3 +24,14 @@ def pub5(port, topic, payload, sig=None, retain=False, auth=()):
     if retain:
         argv += ["-r"]
     subprocess.run(argv, check=True, timeout=10, capture_output=True)
+
+
+class SignedPairTest(ClusterTest):
+    """Base class: replicas a and c on one Redis and broker, both holding the secret."""
+
+    servers = True
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.replica(self.r, self.b, instance="a", extra_env=SIGNED)
+        self.c = self.replica(self.r, self.b, instance="c", extra_env=SIGNED)

@@ -15,6 +15,7 @@ class ClusterTest(unittest.TestCase):
     """Base class: a temp dir, and every process started through it stopped at the end."""
 
     servers = False  # a class that says True gets self.r, a Redis (everysec), and self.b, a broker
+    one_replica = None  # a class that names an instance also gets self.rep, that replica on them
 
     def setUp(self):
         if not REPLICA or not os.access(REPLICA, os.X_OK):
@@ -22,9 +23,11 @@ class ClusterTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="tally-it-")
         self.procs = []
         self.watchers = []
-        if self.servers:
+        if self.servers or self.one_replica:
             self.r = self.redis(fsync="everysec")
             self.b = self.broker()
+        if self.one_replica:
+            self.rep = self.replica(self.r, self.b, instance=self.one_replica)
 
     def tearDown(self):
         for w in self.watchers:

@@ -153,12 +153,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     struct publisher_config *cfg = &g_pub.cfg;
-    int rc = tally_config_start("tally-publisher", publisher_options, publisher_noptions, cfg, argc, argv,
-                                PUBLISHER_SUMMARY, offsetof(struct publisher_config, log_level));
-    if (rc >= 0)
-        return rc;
-    rc = tally_config_settle(argc, argv, cfg, cfg->instance_id, sizeof(cfg->instance_id), "publisher",
-                             &cfg->mqtt, "publisher-");
+    int rc = tally_program_begin(&publisher_program, cfg, argc, argv);
     if (rc >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);

@@ -38,12 +38,8 @@ struct publisher_config {
     char log_format[8];
 };
 
-extern const tally_opt_t publisher_options[];
-extern const size_t publisher_noptions;
-#define PUBLISHER_SUMMARY                                                                                    \
-    "tally publisher: keeps the retained total_count message on MQTT equal to the Redis total; one of "      \
-    "several "                                                                                               \
-    "leads, by a Redis lease."
+/** The publisher as its start sees it: its option table (options.c). */
+extern const tally_program_t publisher_program;
 
 struct publisher {
     struct publisher_config cfg;

@@ -89,21 +89,6 @@ static void on_claim_refused(const char *line)
     replica_request_stop("refusing to start");
 }
 
-/* Checks across settings that the option table cannot express. Returns 0 or 2 (printed). */
-static int check_settings(const struct replica_config *cfg)
-{
-    /* A batch may be resent until REDIS_TIMEOUT_MS after its first send, and a resend reads
-     * its keys' answers back: they must still be there. */
-    if (cfg->idempotency_ttl_s != 0 && (long long)cfg->idempotency_ttl_s * 1000 <= cfg->redis_timeout_ms) {
-        fprintf(
-            stderr,
-            "tally-replica: IDEMPOTENCY_TTL_S: must be 0 or longer than REDIS_TIMEOUT_MS (%d ms), got %d\n",
-            cfg->redis_timeout_ms, cfg->idempotency_ttl_s);
-        return 2;
-    }
-    return 0;
-}
-
 /* The process-wide state that the settings decide: names, the cache, the presence table,
  * this replica's Last Will. Returns the Will's length. */
 static size_t setup_identity(struct replica_config *cfg)
@@ -182,14 +167,7 @@ static int run_workers(int n)
 int main(int argc, char **argv)
 {
     struct replica_config *cfg = &g_replica.cfg;
-    int rc = tally_config_start("tally-replica", replica_options, replica_noptions, cfg, argc, argv,
-                                REPLICA_SUMMARY, offsetof(struct replica_config, log_level));
-    if (rc >= 0)
-        return rc;
-    if (check_settings(cfg) != 0)
-        return 2;
-    rc = tally_config_settle(argc, argv, cfg, cfg->instance_id, sizeof(cfg->instance_id), "localhost",
-                             &cfg->mqtt, "");
+    int rc = tally_program_begin(&replica_program, cfg, argc, argv);
     if (rc >= 0)
         return rc;
     /* glibc trimming and regrowing the heap on every request costs 2.5x (docs/profiling.md). */

@@ -45,11 +45,8 @@ struct replica_config {
     char log_format[8];
 };
 
-/** The option table of the replica (see config.h), and its length. */
-extern const tally_opt_t replica_options[];
-extern const size_t replica_noptions;
-#define REPLICA_SUMMARY                                                                                      \
-    "tally replica: counts the HTTP requests it serves in Redis and shares the cluster total over MQTT."
+/** The replica as its start sees it: its option table (options.c) and the checks across it. */
+extern const tally_program_t replica_program;
 
 /* HTTP status classes counted in tally_http_responses_total. */
 enum { RS_200, RS_400, RS_404, RS_405, RS_500, RS_503, RS_MAX };

@@ -33,30 +33,17 @@ class ConfigTest(unittest.TestCase):
         self.assertRegex(out, r"^tally-replica \d+\.\d+\.\d+\n$")
 
     def test_bad_values_exit_2_naming_the_variable(self):
-        cases = [
-            (["--service-port", "http"], {}, "SERVICE_PORT"),
-            ([], {"SERVICE_PORT": "0"}, "SERVICE_PORT"),
-            ([], {"REDIS_PORT": "65536"}, "REDIS_PORT"),
-            ([], {"MQTT_URL": "ws://broker"}, "MQTT_URL"),
-            ([], {"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
-            ([], {"THREADS": "0"}, "THREADS"),
-            ([], {"PUBLISH_EAGER_RPS": "-1"}, "PUBLISH_EAGER_RPS"),
-            ([], {"PUBLISH_EAGER_RPS": "fast"}, "PUBLISH_EAGER_RPS"),
-            ([], {"INSTANCE_ID": "a/b"}, "INSTANCE_ID"),
-            ([], {"REDIS_PASSWORD_FILE": "/nonexistent"}, "REDIS_PASSWORD_FILE"),
-            ([], {"MQTT_PASSWORD": "a", "MQTT_PASSWORD_FILE": "/etc/hostname"}, "MQTT_PASSWORD"),
-            ([], {"LOG_FILE": "/nonexistent-dir/tally.log"}, "LOG_FILE"),
-            ([], {"CLUSTER_SECRET_FILE": "/nonexistent"}, "CLUSTER_SECRET_FILE"),
-            ([], {"SHUTDOWN_DELAY_MS": "-5"}, "SHUTDOWN_DELAY_MS"),
-            ([], {"INSTANCE_ID_WAIT_MS": "soon"}, "INSTANCE_ID_WAIT_MS"),
-            ([], {"PRESENCE_EXPIRE_S": "0"}, "PRESENCE_EXPIRE_S"),
-            ([], {"REDIS_WAIT_REPLICAS": "17"}, "REDIS_WAIT_REPLICAS"),
-            ([], {"REDIS_WAIT_TIMEOUT_MS": "0"}, "REDIS_WAIT_TIMEOUT_MS"),
-            ([], {"EVENTS_MAX_CLIENTS": "-1"}, "EVENTS_MAX_CLIENTS"),
-            ([], {"EVENTS_MAX_CLIENTS": "lots"}, "EVENTS_MAX_CLIENTS"),
-            (["--bogus", "1"], {}, "--bogus"),
-            (["positional"], {}, "positional"),
-        ]
+        # One variable each, NAME=value: the error must name NAME (the IDEMPOTENCY_TTL_S one is a
+        # check across settings: it must outlive REDIS_TIMEOUT_MS).
+        one = """SERVICE_PORT=0 REDIS_PORT=65536 MQTT_URL=ws://broker LOG_LEVEL=chatty THREADS=0
+            PUBLISH_EAGER_RPS=-1 PUBLISH_EAGER_RPS=fast INSTANCE_ID=a/b REDIS_PASSWORD_FILE=/nonexistent
+            LOG_FILE=/nonexistent-dir/tally.log CLUSTER_SECRET_FILE=/nonexistent SHUTDOWN_DELAY_MS=-5
+            INSTANCE_ID_WAIT_MS=soon PRESENCE_EXPIRE_S=0 REDIS_WAIT_REPLICAS=17 REDIS_WAIT_TIMEOUT_MS=0
+            EVENTS_MAX_CLIENTS=-1 EVENTS_MAX_CLIENTS=lots IDEMPOTENCY_TTL_S=1""".split()
+        cases = [([], dict([kv.split("=", 1)]), kv.split("=", 1)[0]) for kv in one]
+        cases += [(["--service-port", "http"], {}, "SERVICE_PORT"),
+                  ([], {"MQTT_PASSWORD": "a", "MQTT_PASSWORD_FILE": "/etc/hostname"}, "MQTT_PASSWORD"),
+                  (["--bogus", "1"], {}, "--bogus"), (["positional"], {}, "positional")]
         for args, env, name in cases:
             rc, out, err = run(args, env)
             self.assertEqual(rc, 2, (args, env, err))

@@ -5,17 +5,12 @@ import subprocess
 import time
 
 from kit.procs import retained, wait_for
-from kit.testcase import ClusterTest
-from kit.signed import SIGNED, pub5, signature
+from kit.signed import SIGNED, SignedPairTest, pub5, signature
 
 
-class EpochTest(ClusterTest):
-    servers = True
-
+class EpochTest(SignedPairTest):
     def setUp(self):
         super().setUp()
-        self.a = self.replica(self.r, self.b, instance="a", extra_env=SIGNED)
-        self.c = self.replica(self.r, self.b, instance="c", extra_env=SIGNED)
         self.p = self.publisher(self.r, self.b, "p", extra_env=SIGNED)
 
     def restore(self, total):

@@ -94,10 +94,7 @@ def streams_left(rep, n):
 
 
 class EventsTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis()
-        self.b = self.broker()
+    servers = True
 
     def test_a_total_event_follows_a_counted_request_within_a_second(self):
         rep = self.replica(self.r, self.b, instance="ev-1")

@@ -332,10 +332,14 @@ class LostWritesTest(ClusterTest):
     """Redis restarted from an AOF that lost its last writes (appendfsync everysec after a
     machine crash) must not make a replica hand out an M twice."""
 
+    servers = True
+
+    def setUp(self):
+        super().setUp()
+        self.r1 = self.replica(self.r, self.b, "r1")
+
     def test_a_replica_raises_the_total_back_above_what_it_handed_out(self):
-        redis = self.redis()
-        broker = self.broker()
-        r1 = self.replica(redis, broker, "r1")
+        redis, r1 = self.r, self.r1
         for _ in range(30):
             r1.count()
         redis.command("SET", "total_count", "12")  # what a crash could leave behind
@@ -346,9 +350,7 @@ class LostWritesTest(ClusterTest):
         self.assertIn("below the highest total already handed out", r1.output())
 
     def test_garbage_in_the_lift_mark_neither_stops_counting_nor_the_lift(self):
-        redis = self.redis()
-        broker = self.broker()
-        r1 = self.replica(redis, broker, "r1")
+        redis, r1 = self.r, self.r1
         redis.command("SET", "tally:lifted", "not a number")
         for _ in range(10):
             self.assertEqual(r1.count()[0], 200)
@@ -358,10 +360,8 @@ class LostWritesTest(ClusterTest):
         self.assertEqual(r1.metric("tally_redis_errors_total"), 0)
 
     def test_a_peer_that_only_heard_the_total_raises_it_too(self):
-        redis = self.redis()
-        broker = self.broker()
-        r1 = self.replica(redis, broker, "r1")
-        r2 = self.replica(redis, broker, "r2")
+        redis, r1 = self.r, self.r1
+        r2 = self.replica(redis, self.b, "r2")
         for _ in range(25):
             r1.count()
         wait_for(lambda: r2.total() == 25, what="r2 to hear the total on MQTT")
@@ -371,10 +371,8 @@ class LostWritesTest(ClusterTest):
         self.assertEqual(r1.metric("tally_redis_total_lifted_total"), 0)
 
     def test_a_healthy_redis_is_never_raised(self):
-        redis = self.redis()
-        broker = self.broker()
-        r1 = self.replica(redis, broker, "r1")
-        r2 = self.replica(redis, broker, "r2")
+        redis, r1 = self.r, self.r1
+        r2 = self.replica(redis, self.b, "r2")
         res = counted(r1.port, int(2000 * LOAD_SCALE))
         res2 = counted(r2.port, int(2000 * LOAD_SCALE))
         self.assertEqual(redis.total(), len(res["ok"]) + len(res2["ok"]))

@@ -8,11 +8,7 @@ from kit.testcase import undocumented_metrics, ClusterTest
 
 
 class HttpTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis()
-        self.b = self.broker()
-        self.rep = self.replica(self.r, self.b, instance="web-1")
+    one_replica = "web-1"
 
     def test_text_answer_is_exact(self):
         st, body, headers = self.rep.get("/")
@@ -145,11 +141,7 @@ class HttpTest(ClusterTest):
 
 
 class HeadTest(ClusterTest):
-    servers = True
-
-    def setUp(self):
-        super().setUp()
-        self.rep = self.replica(self.r, self.b, instance="h")
+    one_replica = "h"
 
     def raw(self, data):
         with socket.create_connection(("127.0.0.1", self.rep.port), timeout=5) as s:

@@ -24,10 +24,7 @@ def samples(body, name):
 
 
 class MetricsTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis()
-        self.b = self.broker()
+    servers = True
 
     def test_the_replica_passes_promtool_and_has_what_alerts_need(self):
         rep = self.replica(self.r, self.b, instance="m-1")

@@ -5,19 +5,12 @@ import os
 import subprocess
 
 from kit.procs import wait_for, Redis, SecureBroker
-from kit.signed import SIGNED, pub5, signature
+from kit.signed import SIGNED, SignedPairTest, pub5, signature
 from kit.testcase import ClusterTest
 
 
-class ForgeryTest(ClusterTest):
+class ForgeryTest(SignedPairTest):
     """A cluster with CLUSTER_SECRET: forged totals and statuses move nothing, signed ones still do."""
-
-    servers = True
-
-    def setUp(self):
-        super().setUp()
-        self.a = self.replica(self.r, self.b, instance="a", extra_env=SIGNED)
-        self.c = self.replica(self.r, self.b, instance="c", extra_env=SIGNED)
 
     def settle(self, rep, before):
         """Waits until @p rep has dropped @p before + 1 unsigned messages."""

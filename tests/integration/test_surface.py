@@ -19,11 +19,7 @@ def raw(port, data, timeout=3.0):
 
 
 class BodyTest(ClusterTest):
-    def setUp(self):
-        super().setUp()
-        self.r = self.redis()
-        self.b = self.broker()
-        self.rep = self.replica(self.r, self.b, instance="s1")
+    one_replica = "s1"
 
     def test_a_request_announcing_a_body_is_refused_unread(self):
         rss = self.rep.rss_kib()

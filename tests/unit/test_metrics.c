@@ -1,7 +1,18 @@
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "metrics.h"
+
+/* Each text after @p m, up to a NULL, must stand somewhere in the exposition. */
+static void expect_text(const tally_metrics_buf_t *m, ...)
+{
+    va_list ap;
+    va_start(ap, m);
+    for (const char *text; (text = va_arg(ap, const char *)) != NULL;)
+        cr_assert(strstr(m->data, text) != NULL, "no \"%s\" in:\n%s", text, m->data);
+    va_end(ap);
+}
 
 Test(metrics, exposition_format)
 {
@@ -27,9 +38,8 @@ Test(metrics, sub_millisecond_values_keep_their_digits)
     tally_metrics_add(&m, "tally_a_seconds_total", "counter", "A.", 0.000412);
     tally_metrics_add(&m, "tally_b_seconds", "gauge", "B.", 0.25);
     tally_metrics_add(&m, "tally_c_seconds", "gauge", "C.", 0.0000004);
-    cr_assert(strstr(m.data, "tally_a_seconds_total 0.000412\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "tally_b_seconds 0.25\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "tally_c_seconds 0.0\n") != NULL, "below a microsecond: %s", m.data);
+    expect_text(&m, "tally_a_seconds_total 0.000412\n", "tally_b_seconds 0.25\n", "tally_c_seconds 0.0\n",
+                NULL);
     tally_metrics_free(&m);
 }
 
@@ -41,7 +51,7 @@ Test(metrics, grows_past_the_first_block)
         tally_metrics_add(&m, "tally_many_total", "counter", "A long enough help text to fill pages.", i);
     cr_assert_eq(m.failed, 0);
     cr_assert_eq(strlen(m.data), m.len);
-    cr_assert(strstr(m.data, "tally_many_total 499\n") != NULL);
+    expect_text(&m, "tally_many_total 499\n", NULL);
     tally_metrics_free(&m);
 }
 
@@ -56,13 +66,10 @@ Test(metrics, histogram_buckets_are_cumulative_and_inclusive)
     tally_metrics_init(&m);
     tally_metrics_histogram(&m, "t_seconds", "help", &h, 1, sizeof(h));
     cr_assert_not(m.failed);
-    cr_assert(strstr(m.data, "# TYPE t_seconds histogram\n") != NULL);
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0001\"} 1\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.00025\"} 2\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0025\"} 3\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"1\"} 3\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"+Inf\"} 4\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_sum 5.002200\nt_seconds_count 4\n") != NULL, "%s", m.data);
+    expect_text(&m, "# TYPE t_seconds histogram\n", "t_seconds_bucket{le=\"0.0001\"} 1\n",
+                "t_seconds_bucket{le=\"0.00025\"} 2\n", "t_seconds_bucket{le=\"0.0025\"} 3\n",
+                "t_seconds_bucket{le=\"1\"} 3\n", "t_seconds_bucket{le=\"+Inf\"} 4\n",
+                "t_seconds_sum 5.002200\nt_seconds_count 4\n", NULL);
     tally_metrics_free(&m);
 }
 
@@ -78,9 +85,8 @@ Test(metrics, histograms_of_several_threads_add_up)
     tally_metrics_buf_t m;
     tally_metrics_init(&m);
     tally_metrics_histogram(&m, "t_seconds", "help", &per[0].h, 3, sizeof(per[0]));
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"0.0001\"} 2\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_bucket{le=\"+Inf\"} 3\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "t_seconds_sum 0.003100\nt_seconds_count 3\n") != NULL, "%s", m.data);
+    expect_text(&m, "t_seconds_bucket{le=\"0.0001\"} 2\n", "t_seconds_bucket{le=\"+Inf\"} 3\n",
+                "t_seconds_sum 0.003100\nt_seconds_count 3\n", NULL);
     tally_metrics_free(&m);
 }
 
@@ -90,10 +96,9 @@ Test(metrics, process_metrics_and_build_info)
     tally_metrics_init(&m);
     tally_metrics_process(&m, 1795425208123);
     cr_assert_not(m.failed);
-    cr_assert(strstr(m.data, "process_start_time_seconds 1795425208.123\n") != NULL, "%s", m.data);
-    cr_assert(strstr(m.data, "# TYPE process_cpu_seconds_total counter\n") != NULL);
-    cr_assert(strstr(m.data, "process_open_fds ") != NULL);
-    cr_assert(strstr(m.data, "process_resident_memory_bytes ") != NULL);
+    expect_text(&m, "process_start_time_seconds 1795425208.123\n",
+                "# TYPE process_cpu_seconds_total counter\n", "process_open_fds ",
+                "process_resident_memory_bytes ", NULL);
     cr_assert(strstr(m.data, "tally_build_info{version=\"" TALLY_VERSION "\",commit=\"") != NULL, "%s",
               m.data);
     tally_metrics_free(&m);
