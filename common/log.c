@@ -86,6 +86,9 @@ int tally_log_enabled(enum tally_log_level level)
     return (int)level >= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
+/* Room a JSON line keeps after its message for the fields (json_fields). */
+#define JSON_FIELDS_ROOM (2 * 6 * 256 + 64)
+
 /* Appends @p src to @p out (of @p size, at *len) as the inside of a JSON string. */
 static void json_append(char *out, size_t size, size_t *len, const char *src)
 {
@@ -105,7 +108,60 @@ static void json_append(char *out, size_t size, size_t *len, const char *src)
     }
 }
 
-/* The JSON line of one event (tally_log). Returns its length, newline included. */
+/* The head of a message that follows the log's convention, "<subsystem>[ <subject>]: text"
+ * ("redis 10.0.0.5:6379: connection lost", "lease tally:publisher:leader: released",
+ * "presence: ..."): a lower-case word, then at most one token without spaces. Returns 1 and
+ * the two spans (the subject's may be empty), or 0 for a message without one. */
+static int message_head(const char *msg, size_t *word, size_t *subject_at, size_t *subject_len)
+{
+    size_t i = 0;
+    while (msg[i] >= 'a' && msg[i] <= 'z')
+        i++;
+    if (i == 0)
+        return 0;
+    *word = i;
+    *subject_at = i;
+    *subject_len = 0;
+    if (msg[i] == ':' && msg[i + 1] == ' ')
+        return 1;
+    if (msg[i] != ' ')
+        return 0;
+    const char *end = strstr(msg + i + 1, ": ");
+    if (end == NULL || end == msg + i + 1 || memchr(msg + i + 1, ' ', (size_t)(end - msg - i - 1)) != NULL)
+        return 0;
+    *subject_at = i + 1;
+    *subject_len = (size_t)(end - msg) - i - 1;
+    return 1;
+}
+
+/* Appends ,"fields":{...}: the message's subsystem and subject, as message_head finds them. */
+static void json_fields(char *out, size_t size, size_t *len, const char *msg)
+{
+    char part[256];
+    size_t word, at, n;
+    memcpy(out + *len, ",\"fields\":{", 11);
+    *len += 11;
+    if (message_head(msg, &word, &at, &n) && word < sizeof(part) && n < sizeof(part)) {
+        memcpy(part, msg, word);
+        part[word] = '\0';
+        memcpy(out + *len, "\"subsystem\":\"", 13);
+        *len += 13;
+        json_append(out, size, len, part);
+        out[(*len)++] = '"';
+        if (n > 0) {
+            memcpy(part, msg + at, n);
+            part[n] = '\0';
+            memcpy(out + *len, ",\"subject\":\"", 12);
+            *len += 12;
+            json_append(out, size, len, part);
+            out[(*len)++] = '"';
+        }
+    }
+    out[(*len)++] = '}';
+}
+
+/* The JSON line of one event (tally_log). Returns its length, newline included. @p size
+ * leaves room for the fields (at most 2 * 6 * 255 bytes and 40 more) after the message. */
 static size_t json_line(char *line, size_t size, const char *when, enum tally_log_level level,
                         const char *msg)
 {
@@ -116,16 +172,18 @@ static size_t json_line(char *line, size_t size, const char *when, enum tally_lo
     json_append(line, size, &len, log_instance);
     memcpy(line + len, "\",\"message\":\"", 13);
     len += 13;
-    json_append(line, size - 3, &len, msg);
-    memcpy(line + len, "\"}\n", 3);
-    return len + 3;
+    json_append(line, size - JSON_FIELDS_ROOM, &len, msg);
+    line[len++] = '"';
+    json_fields(line, size - 3, &len, msg);
+    memcpy(line + len, "}\n", 2);
+    return len + 2;
 }
 
 void tally_log(enum tally_log_level level, const char *fmt, ...)
 {
     if (!tally_log_enabled(level))
         return;
-    char when[64], msg[1024], line[2 * 1024 + 512];
+    char when[64], msg[1024], line[6 * 1024 + 512 + JSON_FIELDS_ROOM];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);

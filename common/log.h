@@ -36,7 +36,9 @@ const char *tally_log_level_name(enum tally_log_level level);
 /** Returns non-zero when a message at @p level would be printed. */
 int tally_log_enabled(enum tally_log_level level);
 /** Prints one line: time, level, program, message. Thread-safe (one write per line). In JSON:
- *  {"time":"<UTC, ms>","level":"...","program":"...","pid":N,"instance":"...","message":"..."},
+ *  {"time":"<UTC, ms>","level":"...","program":"...","pid":N,"instance":"...","message":"...",
+ *  "fields":{"subsystem":"...","subject":"..."}} (fields from a message that starts
+ *  "<subsystem>[ <subject>]: "; else {}),
  *  every byte outside printable ASCII escaped, so a line is always valid JSON. */
 void tally_log(enum tally_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -122,7 +122,7 @@
     {                                                                                                        \
         "LOG_FORMAT", TALLY_OPT_STRING, OPT(log_format), 0, 0, "text",                                       \
             "text (one line a message, for people) or json (one object a line: time, level, program, pid, "  \
-            "instance, message; for log shippers); SIGHUP reloads it",                                       \
+            "instance, message, fields; for log shippers); SIGHUP reloads it",                               \
             tally_check_log_format                                                                           \
     }
 

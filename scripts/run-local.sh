@@ -32,6 +32,19 @@ watch_tls_port=${MQTT_WATCH_TLS_PORT:-8884}
 wss_port=${MQTT_WSS_PORT:-9443}
 pub_port=${PUBLISHER_HTTP_PORT:-9101}
 case "$replicas" in ''|*[!0-9]*|0) echo "run-local.sh: replicas must be a positive number, got '$replicas'" >&2; exit 2 ;; esac
+for v in SENTINEL_PORT:"$sentinel_port" HTTP_PORT:"$http_port" REDIS_PORT:"$redis_port" MQTT_PORT:"$mqtt_port" \
+         MQTT_WATCH_PORT:"$watch_port" MQTT_WS_PORT:"$ws_port" MQTT_WATCH_TLS_PORT:"$watch_tls_port" \
+         MQTT_WSS_PORT:"$wss_port" PUBLISHER_HTTP_PORT:"$pub_port"; do
+  value=${v#*:}
+  case "$value" in
+    ''|*[!0-9]*|0*) ok="" ;;
+    *) ok=$([ "${#value}" -le 5 ] && [ "$value" -le 65533 ] && echo 1 || true) ;;
+  esac
+  if [ -z "$ok" ]; then
+    echo "run-local.sh: ${v%%:*} must be a port from 1 to 65533 (the next two are used too), got '$value'" >&2
+    exit 2
+  fi
+done
 
 "$root/scripts/install-deps.sh" run
 build=${TALLY_PREBUILT:-$root/build-local}

@@ -143,7 +143,7 @@ class LogFormatTest(unittest.TestCase):
         for line in lines:
             self.assertTrue(line.endswith("\n"))
             event = json.loads(line)
-            self.assertEqual(sorted(event), ["instance", "level", "message", "pid", "program", "time"], line)
+            self.assertEqual(sorted(event), ["fields", "instance", "level", "message", "pid", "program", "time"], line)
             self.assertEqual(event["program"], "tally-replica")
             self.assertEqual(event["instance"], "j1")
             self.assertEqual(event["pid"], p.pid)
@@ -151,6 +151,8 @@ class LogFormatTest(unittest.TestCase):
             self.assertRegex(event["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         messages = [json.loads(line)["message"] for line in lines]
         self.assertTrue(any("cannot connect" in m for m in messages), messages)
+        refusals = [json.loads(line)["fields"] for line in lines if "cannot connect" in line]
+        self.assertIn({"subsystem": "redis", "subject": "127.0.0.1:%d" % port}, refusals)
         self.assertTrue(any(m.startswith("stopped after") for m in messages), "the last line too: %s" % messages[-3:])
 
 

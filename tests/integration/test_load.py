@@ -119,6 +119,31 @@ class LiveRunTest(ClusterTest):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertRegex(p.stdout, r"jepsen +FAIL  acknowledged (\d+) <= Redis \+(\d+) <= attempted \1\n")
 
+    def test_pause_holds_every_request_answered_until_resume(self):
+        redis, reps = self.cluster(2)
+        load = tally_load.Load(["http://127.0.0.1:%d/" % r.port for r in reps], duration=60, concurrency=4,
+                               depth=4).start()
+        own = 0  # requests of the test's own, counted beside the load's
+        try:
+            for _ in range(3):
+                base = load.snapshot()["acked"]
+                wait_for(lambda: load.snapshot()["acked"] > base + 200, what="the load to count")
+                load.pause()
+                held = load.snapshot()
+                # Nothing in flight: every attempt answered, and Redis holds exactly those.
+                self.assertEqual(held["attempted"], held["acked"])
+                self.assertEqual(held["statuses"], {200: held["acked"]})
+                self.assertEqual(redis.total(), held["acked"] + own)
+                self.assertEqual(reps[0].count()[0], 200)  # a request of our own while held
+                own += 1
+                self.assertEqual(load.snapshot()["attempted"], held["attempted"], "the load sent while paused")
+                self.assertEqual(redis.total(), held["acked"] + own)
+                load.resume()
+                wait_for(lambda: load.snapshot()["attempted"] > held["attempted"], what="the load to go on")
+        finally:
+            load.stop()
+            load.join()
+
     def test_nothing_reachable_exits_2(self):
         redis, reps = self.cluster(1)
         reps[0].stop()

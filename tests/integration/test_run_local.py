@@ -134,5 +134,23 @@ class RunLocalTest(unittest.TestCase):
         self.counts_and_stops(2)
 
 
+class PortSettingsTest(unittest.TestCase):
+    """A port variable that is not a port stops the script at once: one line naming it, exit 2,
+    before anything is installed, built or started."""
+
+    def test_bad_ports_exit_2_naming_the_variable(self):
+        for name, value in (("HTTP_PORT", "http"), ("REDIS_PORT", "0"), ("MQTT_PORT", "70000"),
+                            ("SENTINEL_PORT", "08080"), ("PUBLISHER_HTTP_PORT", "65535"), ("MQTT_WSS_PORT", "-1")):
+            with tempfile.TemporaryDirectory() as d:
+                env = dict(os.environ, TALLY_RUN_DIR=d, TALLY_PREBUILT="/nonexistent", **{name: value})
+                p = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 2, (name, value, p.stderr))
+                lines = p.stderr.strip().splitlines()
+                self.assertEqual(len(lines), 1, p.stderr)
+                self.assertTrue(lines[0].startswith("run-local.sh: %s must be a port" % name), lines[0])
+                self.assertIn("'%s'" % value, lines[0])
+                self.assertEqual(os.listdir(d), [], "nothing started")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -33,7 +33,7 @@ Test(log, json_escapes_quotes_controls_and_bytes_outside_ascii)
     cr_assert(strncmp(line, "{\"time\":\"", 9) == 0, "%s", line);
     cr_assert(strstr(line, "\",\"level\":\"warn\",\"program\":\"tally-test\",\"pid\":") != NULL, "%s", line);
     cr_assert(strstr(line, ",\"instance\":\"i\\\"1\",\"message\":\"say \\\"hi\\\"\\\\ \\u000a\\u0009\\u0001 "
-                           "caf\\u00c3\\u00a9\"}\n") != NULL,
+                           "caf\\u00c3\\u00a9\",\"fields\":{}}\n") != NULL,
               "%s", line);
     cr_assert_eq(strchr(line, '\n'), line + strlen(line) - 1, "one line");
 }
@@ -56,7 +56,37 @@ Test(log, a_long_message_is_cut_and_stays_valid)
     tally_log_set_format(TALLY_LOG_JSON);
     capture(msg, line, sizeof(line));
     size_t n = strlen(line);
-    cr_assert(n > 1000 && strcmp(line + n - 3, "\"}\n") == 0, "ends as an object: %s", line + n - 20);
+    cr_assert(n > 1000 && strcmp(line + n - 15, "\",\"fields\":{}}\n") == 0, "ends as an object: %s",
+              line + n - 20);
     cr_assert_eq(tally_log_format_from_name("json"), TALLY_LOG_JSON);
     cr_assert_eq(tally_log_format_from_name("xml"), -1);
+}
+
+Test(log, json_fields_name_the_subsystem_and_subject_of_a_message)
+{
+    static const struct {
+        const char *msg, *fields;
+    } cases[] = {
+        {"redis 10.0.0.5:6379: connection lost (EOF)",
+         "{\"subsystem\":\"redis\",\"subject\":\"10.0.0.5:6379\"}"},
+        {"mqtt tcp://b:1883: connected as r1", "{\"subsystem\":\"mqtt\",\"subject\":\"tcp://b:1883\"}"},
+        {"lease tally:publisher:leader: released",
+         "{\"subsystem\":\"lease\",\"subject\":\"tally:publisher:leader\"}"},
+        {"presence: r2 offline for 600 s", "{\"subsystem\":\"presence\"}"},
+        {"instance \"x\": held", "{\"subsystem\":\"instance\",\"subject\":\"\\\"x\\\"\"}"},
+        {"cannot listen on 0.0.0.0:80: denied", "{}"},
+        {"SIGTERM: draining", "{}"},
+        {"redis: ", "{\"subsystem\":\"redis\"}"},
+        {"redis : x", "{}"},
+        {"stopped", "{}"},
+    };
+    char line[8192], want[512];
+    tally_log_init("tally-test", TALLY_LOG_INFO);
+    tally_log_set_format(TALLY_LOG_JSON);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        capture(cases[i].msg, line, sizeof(line));
+        snprintf(want, sizeof(want), ",\"fields\":%s}\n", cases[i].fields);
+        size_t n = strlen(line), w = strlen(want);
+        cr_assert(n > w && strcmp(line + n - w, want) == 0, "%s: %s", cases[i].msg, line);
+    }
 }
