@@ -142,7 +142,7 @@ acl_replica='resetchannels resetkeys ~total_count ~tally:batches:* ~tally:lifted
 acl_publisher='resetchannels resetkeys %R~total_count %R~tally:epoch ~tally:publisher:* -@all +auth +hello +ping +role +get +mget +set +eval +evalsha +pexpire +del'
 acl_sentinel='allchannels resetkeys -@all +auth +hello +ping +info +role +publish +subscribe +multi +exec +slaveof +replicaof +config|rewrite +client|setname +client|kill +script|kill'
 acl_replication='resetchannels resetkeys -@all +auth +ping +psync +replconf'
-acl_client='resetchannels &+switch-master &+promoted-slave resetkeys -@all +auth +hello +ping +subscribe +sentinel|get-master-addr-by-name'
+acl_client='resetchannels &+switch-master &+promoted-slave &+selected-slave resetkeys -@all +auth +hello +ping +subscribe +sentinel|get-master-addr-by-name'
 acl_health='resetchannels resetkeys -@all +auth +ping'
 {
   printf 'user default on #%s ~* &* +@all\n' "$(sha "$redis_pw")"

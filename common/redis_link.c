@@ -13,6 +13,11 @@
 
 /* ---- the link ------------------------------------------------------------------------- */
 
+/* How long a replica selected for promotion is asked again before the sentinels are: the
+ * leader sends REPLICAOF NO ONE within a tick (100 ms) of announcing it; past this, the
+ * failover is taken for aborted. */
+#define TALLY_PROMOTION_WAIT_MS 3000
+
 static void connect_now(tally_redis_link_t *link);
 
 static int use_sentinels(const tally_redis_link_t *link)
@@ -103,6 +108,14 @@ static void link_up(tally_redis_link_t *link)
         link->on_up(link);
 }
 
+/* The node in use is the replica a failover leader selected, and its promotion is still
+ * awaited. */
+static int awaiting_promotion(const tally_redis_link_t *link)
+{
+    return link->selected_until_ms_ != 0 && tally_now_ms() < link->selected_until_ms_ &&
+           strcmp(link->master.host, link->selected_.host) == 0 && link->master.port == link->selected_.port;
+}
+
 /* With sentinels, the answer to ROLE: a sentinel's answer may be stale, and a node may have
  * been demoted since; nothing is written to a node that does not say "master". */
 static void on_role(redisAsyncContext *ac, void *r, void *privdata)
@@ -116,6 +129,12 @@ static void on_role(redisAsyncContext *ac, void *r, void *privdata)
                            ? reply->element[0]->str
                            : NULL;
     if (role == NULL || strcmp(role, "master") != 0) {
+        if (awaiting_promotion(link)) { /* the leader's REPLICAOF NO ONE is on its way */
+            link->hint_ = link->master;
+            link->has_hint_ = 1;
+            tally_redis_link_drop(link, "selected for promotion, not master yet");
+            return;
+        }
         atomic_fetch_add(&link->not_master, 1);
         tally_warn(
             "redis %s:%d: the sentinels named it master of %s, but it answers as %s; asking them again",
@@ -123,6 +142,7 @@ static void on_role(redisAsyncContext *ac, void *r, void *privdata)
         tally_redis_link_drop(link, "not the master");
         return;
     }
+    link->selected_until_ms_ = 0;
     link_up(link);
 }
 
@@ -206,18 +226,45 @@ static void connect_now(tally_redis_link_t *link)
     connect_node(link);
 }
 
-/* A sentinel announced that @p to is master now: go there unless the link is already on
- * it. A stale or repeated announcement costs at most one ROLE check. */
+/* A sentinel announced that @p to is master now, or (+selected-slave) is about to be: go
+ * there unless the link is already on it. A stale or repeated announcement costs at most one
+ * ROLE check.
+ *
+ * Why leave at the selection and not at the promotion: a master the sentinels take for down
+ * may be alive (a manual SENTINEL FAILOVER, a loaded machine missing down-after), and it
+ * keeps its other replicas until the sentinels demote it. Whatever it applies once the
+ * selected replica stopped following it is lost at the demotion, even what WAIT saw another
+ * replica confirm, and +promoted-slave comes up to a second after the promotion (the
+ * leader's INFO period). So the link leaves the old master at the selection, which the
+ * leader announces before it sends REPLICAOF NO ONE, and asks the selected node until it
+ * says master (the sentinels go on naming the old one until then). */
 static void follow(tally_redis_link_t *link, const tally_sentinel_addr_t *to, const char *what)
 {
+    int selected = strcmp(what, TALLY_SENTINEL_SELECTED) == 0;
     int same = strcmp(to->host, link->master.host) == 0 && to->port == link->master.port;
+    if (selected) {
+        link->selected_ = *to;
+        link->selected_until_ms_ = tally_now_ms() + TALLY_PROMOTION_WAIT_MS;
+    } else {
+        link->selected_until_ms_ = 0;
+    }
     if (same && (link->state == TALLY_REDIS_UP || link->ac != NULL))
         return; /* already there, or connecting there */
-    if (link->has_hint_ && strcmp(to->host, link->hint_.host) == 0 && to->port == link->hint_.port)
-        return; /* heard from another sentinel already */
+    if (link->has_hint_ && strcmp(to->host, link->hint_.host) == 0 && to->port == link->hint_.port) {
+        /* heard already; promoted now, so no use waiting for the retry timer */
+        if (!selected && link->state == TALLY_REDIS_DOWN) {
+            uv_timer_stop(&link->retry_timer_);
+            connect_now(link);
+        }
+        return;
+    }
     atomic_fetch_add(&link->failovers, 1);
-    tally_warn("redis sentinel: %s: master %s is %s:%d now; following", what, link->master_name, to->host,
-               to->port);
+    if (selected)
+        tally_warn("sentinel: %s: %s:%d is to be promoted master of %s; leaving %s:%d now", what, to->host,
+                   to->port, link->master_name, link->master.host, link->master.port);
+    else
+        tally_warn("sentinel: %s: master %s is %s:%d now; following", what, link->master_name, to->host,
+                   to->port);
     link->hint_ = *to;
     link->has_hint_ = 1;
     tally_backoff_reset(&link->backoff_);
@@ -306,6 +353,7 @@ int tally_redis_link_start(tally_redis_link_t *link)
         return TALLY_ERR;
     link->retry_timer_.data = link;
     link->has_hint_ = 0;
+    link->selected_until_ms_ = 0;
     link->found_ = connect_node;
     link->none_ = went_down;
     link->announced_ = follow;

@@ -62,12 +62,18 @@ struct tally_redis_link {
     redisAsyncContext *ask_ac_; /* asking a sentinel for the master */
     size_t ask_next_;           /* the sentinel to ask next */
     size_t asked_;              /* sentinels asked in this round */
-    /* one subscription to +switch-master and +promoted-slave per sentinel: the first to
-     * announce a failover is heard, whether or not it led the failover */
+    /* one subscription to +switch-master, +promoted-slave and +selected-slave per sentinel:
+     * the first to announce a failover is heard, whether or not it led the failover */
     redisAsyncContext *watch_ac_[TALLY_SENTINELS_MAX];
+    int selected_refused_;       /* a sentinel refused +selected-slave (an older ACL) */
     uv_timer_t watch_timer_;     /* resubscribes to sentinels that went away */
     tally_sentinel_addr_t hint_; /* announced new master: the next connect tries it first */
     int has_hint_;
+    /* a replica a failover leader selected (+selected-slave): until it answers ROLE as master
+     * or the deadline passes, the link asks it again rather than the sentinels, who still
+     * name the old master (see follow in redis_link.c) */
+    tally_sentinel_addr_t selected_;
+    int64_t selected_until_ms_; /* 0: none awaited */
     /* what the Sentinel side (redis_sentinel.c) tells the link: a master named, none named
      * in a whole round, a failover announced */
     void (*found_)(tally_redis_link_t *link);

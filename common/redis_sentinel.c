@@ -1,9 +1,10 @@
 /* The Sentinel side of a Redis link (redis_sentinel.h): asking the sentinels in turn which
- * node is master_name's master, and one subscription per sentinel to +switch-master and
- * +promoted-slave, so the first to announce a failover is heard. What it learns goes to the
- * link through its found_, none_ and announced_ callbacks. */
+ * node is master_name's master, and one subscription per sentinel to +switch-master,
+ * +promoted-slave and +selected-slave, so the first to announce a failover is heard. What
+ * it learns goes to the link through its found_, none_ and announced_ callbacks. */
 #include "redis_sentinel.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,7 +66,7 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
         &link->sentinels->addr[(link->ask_next_ + link->sentinels->n - 1) % link->sentinels->n];
     if (port < 0) {
         if (link->failures == 0 || tally_log_every_power_of_two(link->failures))
-            tally_warn("redis sentinel %s:%d: %s for master %s", asked->host, asked->port,
+            tally_warn("sentinel %s:%d: %s for master %s", asked->host, asked->port,
                        reply->type == REDIS_REPLY_ERROR ? reply->str : "no address", link->master_name);
         redisAsyncDisconnect(ac);
         tally_redis_sentinel_ask(link);
@@ -76,7 +77,7 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
     link->master.port = port;
     link->host = link->master.host;
     link->port = port;
-    tally_debug("redis sentinel %s:%d: master %s is %s:%d", asked->host, asked->port, link->master_name,
+    tally_debug("sentinel %s:%d: master %s is %s:%d", asked->host, asked->port, link->master_name,
                 link->master.host, port);
     redisAsyncDisconnect(ac);
     link->found_(link);
@@ -118,6 +119,23 @@ static size_t watch_index(const tally_redis_link_t *link, const redisAsyncContex
     return TALLY_SENTINELS_MAX;
 }
 
+/* A sentinel ACL of an earlier release (make-secrets.sh) lets the programs' user subscribe
+ * to +switch-master and +promoted-slave only. A refused SUBSCRIBE subscribes to none of its
+ * channels, and hiredis drops the connection at the error: the next round leaves
+ * +selected-slave out, so failovers are followed at the promotion, as before. */
+static void selected_refused(tally_redis_link_t *link, const redisAsyncContext *ac, size_t i)
+{
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    if (ac->err == 0 || strncmp(ac->errstr, "NOPERM", 6) != 0 || link->selected_refused_)
+        return;
+    link->selected_refused_ = 1;
+    if (!atomic_flag_test_and_set(&warned))
+        tally_warn("sentinel %s:%d: may not subscribe to " TALLY_SENTINEL_SELECTED
+                   " (%s): failovers are followed only once the new master is promoted; give the "
+                   "sentinels' client user the channel (make-secrets.sh of this release, docs/security.md)",
+                   link->sentinels->addr[i].host, link->sentinels->addr[i].port, ac->errstr);
+}
+
 static void on_watch_disconnect(const redisAsyncContext *ac, int status)
 {
     tally_redis_link_t *link = ac->data;
@@ -125,6 +143,7 @@ static void on_watch_disconnect(const redisAsyncContext *ac, int status)
     size_t i = watch_index(link, ac);
     if (i == TALLY_SENTINELS_MAX)
         return;
+    selected_refused(link, ac, i);
     link->watch_ac_[i] = NULL; /* the timer subscribes again */
 }
 
@@ -152,6 +171,9 @@ static void on_watch_message(redisAsyncContext *ac, void *r, void *privdata)
     else if (strcmp(channel, "+promoted-slave") == 0 &&
              tally_promoted_parse(msg, len, link->master_name, &to) == TALLY_OK)
         link->announced_(link, &to, "+promoted-slave"); /* the leader saw it answer as master */
+    else if (strcmp(channel, "+selected-slave") == 0 &&
+             tally_promoted_parse(msg, len, link->master_name, &to) == TALLY_OK)
+        link->announced_(link, &to, TALLY_SENTINEL_SELECTED); /* about to be promoted */
 }
 
 /* Subscribes on every sentinel that has no subscription yet (again every 500 ms). */
@@ -166,8 +188,10 @@ static void watch_start(tally_redis_link_t *link)
         redisAsyncContext *ac = sentinel_connect(link, &ss->addr[i], on_watch_disconnect, on_watch_connect);
         if (ac == NULL)
             continue;
-        if (redisAsyncCommand(ac, on_watch_message, link, "SUBSCRIBE +switch-master +promoted-slave") !=
-            REDIS_OK) {
+        const char *subscribe = link->selected_refused_
+                                    ? "SUBSCRIBE +switch-master +promoted-slave"
+                                    : "SUBSCRIBE +switch-master +promoted-slave " TALLY_SENTINEL_SELECTED;
+        if (redisAsyncCommand(ac, on_watch_message, link, subscribe) != REDIS_OK) {
             redisAsyncFree(ac);
             continue;
         }
@@ -189,6 +213,7 @@ int tally_redis_sentinel_init(tally_redis_link_t *link)
 {
     link->ask_ac_ = NULL;
     link->ask_next_ = 0;
+    link->selected_refused_ = 0;
     memset(link->watch_ac_, 0, sizeof(link->watch_ac_));
     if (uv_timer_init(link->loop, &link->watch_timer_) != 0)
         return TALLY_ERR;

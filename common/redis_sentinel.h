@@ -4,6 +4,10 @@
 
 #include "redis_link.h"
 
+/** The announcement of a failover leader's choice: the named replica is about to be promoted
+ *  (link->announced_'s @p what; redis_link.c). */
+#define TALLY_SENTINEL_SELECTED "+selected-slave"
+
 /** Sets up the link's Sentinel state and timer (whether or not it uses sentinels). */
 int tally_redis_sentinel_init(tally_redis_link_t *link);
 /** Asks the sentinels in turn, from where the last round stopped, which node is master:

@@ -161,6 +161,9 @@ class RedisImageTest(ClusterTest):
         # The programs' user on the sentinels asks for the master and hears failovers, no more.
         self.assertEqual(ss[0].command("SENTINEL", "get-master-addr-by-name", "tally", password=client)[1],
                          str(first.port))
+        # every channel the links subscribe to, in one SUBSCRIBE (NOPERM for any one refuses all)
+        self.assertEqual(ss[0].command("SUBSCRIBE", "+switch-master", "+promoted-slave", "+selected-slave",
+                                       password=client)[0], "subscribe")
         for cmd in (("SENTINEL", "set", "tally", "quorum", "3"), ("SENTINEL", "failover", "tally"),
                     ("SENTINEL", "remove", "tally"), ("CONFIG", "GET", "*")):
             with self.subTest(cmd=cmd), self.assertRaises(RuntimeError):

@@ -15,6 +15,16 @@ def role(r):
     return r.command("ROLE")[0]
 
 
+def promotable(sentinel):
+    """Whether `sentinel` knows a replica it could promote: one it learnt from the master's
+    INFO (asked every 10 s), has heard from since, and whose link to the master is up."""
+    for fields in sentinel.command("SENTINEL", "replicas", "tally"):
+        info = dict(zip(fields[::2], fields[1::2]))
+        if info["flags"] == "slave" and info["master-link-status"] == "ok" and int(info["info-refresh"]) < 5000:
+            return True
+    return False
+
+
 class SentinelTest(ClusterTest):
     def setUp(self):
         super().setUp()
@@ -35,6 +45,27 @@ class SentinelTest(ClusterTest):
         env = {"REDIS_SENTINELS": addrs, "REDIS_HOST": "192.0.2.1", "REDIS_PORT": "1"}  # the latter unused
         env.update(extra or {})
         return self.add(Replica(self.dir, None, self.b, instance, extra_env=env)).start(ready=ready)
+
+    def test_a_sentinel_acl_of_an_earlier_release_still_follows_at_the_promotion(self):
+        """make-secrets.sh of earlier releases let tally-client subscribe to +switch-master and
+        +promoted-slave only. The refused +selected-slave costs the early leave, not the rest."""
+        m, r, ss = self.ha()
+        ss[0].command("ACL", "SETUSER", "tally-client", "on", ">pw", "resetchannels", "&+switch-master",
+                      "&+promoted-slave", "resetkeys", "-@all", "+auth", "+hello", "+ping", "+subscribe",
+                      "+sentinel|get-master-addr-by-name")
+        rep = self.sentinel_replica(ss, extra={"REDIS_SENTINEL_USERNAME": "tally-client",
+                                               "REDIS_SENTINEL_PASSWORD": "pw"})
+        self.assertEqual(counted(rep.port, 50)["statuses"], {200: 50})
+        wait_for(lambda: r.command("GET", "total_count") == "50", what="the replica to hold every write")
+        wait_for(lambda: promotable(ss[0]), timeout=15, what="the sentinel to know the replica")
+        ss[0].command("SENTINEL", "FAILOVER", "tally")
+        wait_for(lambda: rep.metric("tally_redis_failovers_total") >= 1, timeout=15, what="the failover followed")
+        self.assertIn("may not subscribe to +selected-slave", rep.output())
+        self.assertIn("+promoted-slave: master tally is 127.0.0.1:%d now" % r.port, rep.output())
+        self.assertNotIn("+selected-slave: ", rep.output())
+        rep.wait_ready(timeout=10)
+        self.assertEqual(counted(rep.port, 50)["statuses"], {200: 50}, rep.output())
+        self.assertEqual(int(r.command("GET", "total_count")), 100)
 
     def test_discovery_skips_a_dead_sentinel(self):
         m, r, ss = self.ha()
@@ -58,6 +89,9 @@ class SentinelTest(ClusterTest):
         followed = time.monotonic()
         self.assertLess(followed - promoted, 1.5, "followed within a second of the promotion (+ polling)")
         rep.wait_ready(timeout=10)  # reconnected to the new master
+        # It left the old master (alive, still taking writes) at the leader's choice, before the
+        # promotion: what it writes there afterwards the demotion would throw away.
+        self.assertIn("+selected-slave: 127.0.0.1:%d is to be promoted" % r.port, rep.output())
         self.assertEqual(rep.metric('tally_redis_master{address="127.0.0.1:%d"}' % r.port), 1, "the new master shown")
         self.assertGreater(rep.metric("tally_redis_without_master_seconds_total"), 0, "the switch took some time")
         res = counted(rep.port, 300)
