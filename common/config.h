@@ -108,6 +108,11 @@ int tally_parse_ll(const char *s, long long min, long long max, long long *out);
 int tally_check_host(char *value, size_t size, char *why, size_t whylen);
 /** An instance id usable in MQTT topics: 1-64 of [A-Za-z0-9._-]; empty means "hostname". */
 int tally_check_instance_id(char *value, size_t size, char *why, size_t whylen);
+/** SITE's longest name (docs/sites.md). */
+#define TALLY_SITE_MAX 32
+/** SITE: 1-32 of [a-z0-9-] (it goes into topics and Redis keys as it is); empty means one
+ *  site, the behaviour without sites. */
+int tally_check_site(char *value, size_t size, char *why, size_t whylen);
 /** LOG_FORMAT: text or json. */
 int tally_check_log_format(char *value, size_t size, char *why, size_t whylen);
 /** tcp://host[:port] or mqtt://host[:port]; rewritten to tcp://host:port for paho. */

@@ -1,5 +1,5 @@
 /* The checks of single values both programs' option tables use (config.h): integers,
- * bind addresses, instance ids, MQTT URLs, and the default instance id. */
+ * bind addresses, instance ids, site names, MQTT URLs, and the default instance id. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
@@ -73,6 +73,18 @@ int tally_check_instance_id(char *value, size_t size, char *why, size_t whylen)
         }
     }
     return TALLY_OK;
+}
+
+int tally_check_site(char *value, size_t size, char *why, size_t whylen)
+{
+    (void)size;
+    size_t n = strlen(value);
+    int ok = n <= TALLY_SITE_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (value[i] >= 'a' && value[i] <= 'z') || (value[i] >= '0' && value[i] <= '9') || value[i] == '-';
+    if (!ok)
+        snprintf(why, whylen, "must be 1 to %d of a-z, 0-9 and '-' (or empty: one site)", TALLY_SITE_MAX);
+    return ok ? TALLY_OK : TALLY_ERR;
 }
 
 int tally_check_log_format(char *value, size_t size, char *why, size_t whylen)

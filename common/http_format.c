@@ -200,11 +200,16 @@ size_t tally_format_count_text(char *buf, size_t size, const char *instance, uin
     return finish(&o);
 }
 
-size_t tally_format_count_json(char *buf, size_t size, const char *instance_json, uint64_t n, uint64_t m)
+size_t tally_format_count_json(char *buf, size_t size, const char *instance_json, const char *site,
+                               uint64_t n, uint64_t m)
 {
     struct out o = {buf, size, 0, 0};
     PUT_LIT(&o, "{\"instance\":\"");
     put(&o, instance_json, strlen(instance_json));
+    if (site[0] != '\0') {
+        PUT_LIT(&o, "\",\"site\":\"");
+        put(&o, site, strlen(site));
+    }
     PUT_LIT(&o, "\",\"instance_count\":");
     put_u64(&o, n);
     PUT_LIT(&o, ",\"cluster_total\":");

@@ -37,8 +37,10 @@ size_t tally_json_escape(char *dst, size_t size, const char *src);
 
 /** The text answer of GET / (docs/api.md, exactly). */
 size_t tally_format_count_text(char *buf, size_t size, const char *instance, uint64_t n, uint64_t m);
-/** The JSON answer of GET /: {"instance":...,"instance_count":N,"cluster_total":M} */
-size_t tally_format_count_json(char *buf, size_t size, const char *instance_json, uint64_t n, uint64_t m);
+/** The JSON answer of GET /: {"instance":...,"instance_count":N,"cluster_total":M}, and
+ *  "site":... after the instance when @p site is not "" (a name of [a-z0-9-], as it is). */
+size_t tally_format_count_json(char *buf, size_t size, const char *instance_json, const char *site,
+                               uint64_t n, uint64_t m);
 /** The answer of GET /total. @p age_ms < 0 (never learned) is written as null. */
 size_t tally_format_total_json(char *buf, size_t size, uint64_t total, int64_t age_ms);
 /** An error body: {"error":"<code>","message":"<message>"}; both are escaped here. */

@@ -73,6 +73,15 @@
         "INSTANCE_ID", TALLY_OPT_STRING, OPT(instance_id), 0, 0, "", help, tally_check_instance_id           \
     }
 
+/** SITE: the site this program belongs to (docs/sites.md). */
+#define TALLY_OPTS_SITE(OPT)                                                                                 \
+    {                                                                                                        \
+        "SITE", TALLY_OPT_STRING, OPT(site), 0, 0, "",                                                       \
+            "this deployment's site when several sites add up to one total: 1-32 of a-z, 0-9 and '-' "       \
+            "(docs/sites.md); empty: one site",                                                              \
+            tally_check_site                                                                                 \
+    }
+
 /** PRESENCE_EXPIRE_S, with the program's own help. */
 #define TALLY_OPTS_PRESENCE_EXPIRE(OPT, help)                                                                \
     {                                                                                                        \

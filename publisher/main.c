@@ -200,8 +200,9 @@ int main(int argc, char **argv)
 
     char redis_where[1200];
     tally_redis_settings_describe(&cfg->redis, redis_where, sizeof(redis_where));
-    tally_info("publisher %s: http %s:%d, redis %s, mqtt %s, lease %s (%d ms)", cfg->instance_id,
-               cfg->http_host, cfg->http_port, redis_where, cfg->mqtt.url, cfg->lease_key, cfg->lease_ttl_ms);
+    tally_info("publisher %s%s%s: http %s:%d, redis %s, mqtt %s, lease %s (%d ms)", cfg->instance_id,
+               cfg->site[0] != '\0' ? " of site " : "", cfg->site, cfg->http_host, cfg->http_port,
+               redis_where, cfg->mqtt.url, cfg->lease_key, cfg->lease_ttl_ms);
     uv_run(&g_pub.loop, UV_RUN_DEFAULT);
     tally_mqtt_link_stop(mq, 1000);
     tally_info("stopped after %llu publishes", g_pub.stats.publishes);

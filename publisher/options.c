@@ -17,6 +17,7 @@
 
 static const tally_opt_t options[] = {
     TALLY_OPTS_INSTANCE_ID(OPT, "name in logs and in the lease [default: the hostname]"),
+    TALLY_OPTS_SITE(OPT),
     STR("HTTP_HOST", http_host, "0.0.0.0", "address of /healthz, /readyz, /metrics", tally_check_host),
     INT("HTTP_PORT", http_port, 1, 65535, "9100", "port of /healthz, /readyz, /metrics"),
     TALLY_OPTS_MAX_CONNECTIONS(OPT),

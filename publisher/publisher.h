@@ -22,6 +22,7 @@
 
 struct publisher_config {
     char instance_id[TALLY_ID_SIZE];
+    char site[TALLY_SITE_MAX + 1]; /* "": one site */
     char http_host[256];
     int http_port;
     int max_connections;

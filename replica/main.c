@@ -145,9 +145,9 @@ static void log_start(const struct replica_config *cfg)
 {
     char redis_where[1200];
     tally_redis_settings_describe(&cfg->redis, redis_where, sizeof(redis_where));
-    tally_info("instance %s listening on %s:%d with %d thread%s; redis %s, mqtt %s", g_replica.instance,
-               cfg->service_host, cfg->service_port, cfg->threads, cfg->threads == 1 ? "" : "s", redis_where,
-               cfg->mqtt.url);
+    tally_info("instance %s%s%s listening on %s:%d with %d thread%s; redis %s, mqtt %s", g_replica.instance,
+               cfg->site[0] != '\0' ? " of site " : "", cfg->site, cfg->service_host, cfg->service_port,
+               cfg->threads, cfg->threads == 1 ? "" : "s", redis_where, cfg->mqtt.url);
 }
 
 /* Runs worker 0 on this thread and the others on their own, until all have drained. */

@@ -19,6 +19,7 @@ static const tally_opt_t options[] = {
     INT("SERVICE_PORT", service_port, 1, 65535, "8080",
         "HTTP port (shared by replicas on one host through SO_REUSEPORT)"),
     TALLY_OPTS_INSTANCE_ID(OPT, "instance name shown in answers and MQTT topics [default: the hostname]"),
+    TALLY_OPTS_SITE(OPT),
     INT("INSTANCE_ID_WAIT_MS", instance_id_wait_ms, 0, 3600000, "0",
         "when another live process holds INSTANCE_ID, wait this long for it to exit before refusing to start "
         "(a start-first rolling update reuses the ids of the tasks it replaces)"),

@@ -24,6 +24,7 @@ struct replica_config {
     int service_port;
     int max_connections;
     char instance_id[TALLY_ID_SIZE];
+    char site[TALLY_SITE_MAX + 1]; /* "": one site */
     int instance_id_wait_ms;
     tally_redis_settings_t redis; /* REDIS_HOST ... REDIS_SENTINEL_USERNAME */
     int redis_timeout_ms;

@@ -77,7 +77,7 @@ static void on_counted(h2o_req_t *req, int json, const struct counter_result *r)
     }
     size_t len = (size_t)-1;
     if (json && quoted != NULL)
-        len = tally_format_count_json(body, sizeof(body), quoted, r->n, r->m);
+        len = tally_format_count_json(body, sizeof(body), quoted, g_replica.cfg.site, r->n, r->m);
     else if (!json)
         len = tally_format_count_text(body, sizeof(body), text, r->n, r->m);
     if (len == (size_t)-1) {

@@ -73,6 +73,34 @@ class ConfigTest(unittest.TestCase):
         self.assertIn("cannot listen", err)
 
 
+class SiteTest(unittest.TestCase):
+    """SITE, in both programs: 1-32 of [a-z0-9-], or unset (one site)."""
+
+    def check(self, prog, site):
+        env = {k: v for k, v in os.environ.items() if k != "SITE"}
+        if site is not None:
+            env["SITE"] = site
+        return subprocess.run([prog, "--check-config"], env=env, capture_output=True, text=True, timeout=10)
+
+    def test_a_good_name_is_taken_and_shown(self):
+        for prog in (REPLICA, PUBLISHER):
+            for site in ("eu-west-1", "0", "a" * 32, None):
+                p = self.check(prog, site)
+                self.assertEqual(p.returncode, 0, (prog, site, p.stderr))
+                self.assertIn("SITE=%s\n" % (site or ""), p.stdout)
+
+    def test_a_bad_name_exits_2_naming_it(self):
+        for prog in (REPLICA, PUBLISHER):
+            for site in ("EU", "eu_west", "eu west", "a" * 33, "s/x", "caf\u00e9", "#"):
+                p = self.check(prog, site)
+                self.assertEqual(p.returncode, 2, (prog, site, p.stdout))
+                lines = p.stderr.strip().splitlines()
+                self.assertEqual(len(lines), 1, p.stderr)
+                self.assertIn("SITE", lines[0])
+                self.assertRegex(lines[0], r"a-z, 0-9 and '-'|longer than 32 characters")
+                self.assertEqual(p.stdout, "")
+
+
 class CheckConfigTest(unittest.TestCase):
     """--check-config: every setting loaded and checked, printed with secrets masked, and
     nothing connected to."""

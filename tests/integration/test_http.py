@@ -34,6 +34,18 @@ class HttpTest(ClusterTest):
         st, body, _ = self.rep.get("/", {"Accept": "application/json;q=0.1, text/plain"})
         self.assertTrue(parse_answer(body), body)
 
+    def test_json_answer_names_the_site_once_there_is_one(self):
+        eu = self.replica(self.r, self.b, instance="web-2", extra_env={"SITE": "eu-west"})
+        st, body, _ = eu.get("/", {"Accept": "application/json"})
+        self.assertEqual(st, 200)
+        self.assertEqual(body, '{"instance":"web-2:%d","site":"eu-west","instance_count":1,"cluster_total":1}' %
+                         eu.port)
+        st, body, _ = eu.get("/")
+        self.assertEqual(body, "You are talking to instance web-2:%d.\n"
+                               "This is request 2 to this instance and request 2 to the cluster.\n" % eu.port,
+                         "the text answer stays the seed's")
+        self.assertIn("instance web-2:%d of site eu-west listening on" % eu.port, eu.output())
+
     def test_query_string_still_counts(self):
         st, body, _ = self.rep.get("/?cache-buster=1")
         self.assertEqual(st, 200)

@@ -56,8 +56,17 @@ Test(format, count_text_is_exact)
 Test(format, count_json_is_exact)
 {
     char buf[256];
-    size_t n = tally_format_count_json(buf, sizeof(buf), "web-1:8080", 3, 1042);
+    size_t n = tally_format_count_json(buf, sizeof(buf), "web-1:8080", "", 3, 1042);
     cr_assert_str_eq(buf, "{\"instance\":\"web-1:8080\",\"instance_count\":3,\"cluster_total\":1042}");
+    cr_assert_eq(n, strlen(buf));
+}
+
+Test(format, count_json_names_the_site_when_there_is_one)
+{
+    char buf[256];
+    size_t n = tally_format_count_json(buf, sizeof(buf), "web-1:8080", "eu-west", 3, 1042);
+    cr_assert_str_eq(buf, "{\"instance\":\"web-1:8080\",\"site\":\"eu-west\",\"instance_count\":3,"
+                          "\"cluster_total\":1042}");
     cr_assert_eq(n, strlen(buf));
 }
 
@@ -65,7 +74,7 @@ Test(format, too_small_buffers_are_reported)
 {
     char buf[16];
     cr_assert_eq(tally_format_count_text(buf, sizeof(buf), "web-1:8080", 1, 1), (size_t)-1);
-    cr_assert_eq(tally_format_count_json(buf, sizeof(buf), "web-1:8080", 1, 1), (size_t)-1);
+    cr_assert_eq(tally_format_count_json(buf, sizeof(buf), "web-1:8080", "", 1, 1), (size_t)-1);
     cr_assert_eq(tally_json_escape(buf, 4, "abcd"), (size_t)-1);
 }
 
@@ -95,8 +104,8 @@ Test(format, exact_fit_and_one_byte_short)
     cr_assert_neq(full, (size_t)-1);
     cr_assert_eq(tally_format_count_text(buf, full + 1, "h:1", 12, 345), full, "room for the NUL is enough");
     cr_assert_eq(tally_format_count_text(buf, full, "h:1", 12, 345), (size_t)-1, "no room for the NUL");
-    full = tally_format_count_json(buf, sizeof(buf), "h:1", 18446744073709551615ULL, 0);
+    full = tally_format_count_json(buf, sizeof(buf), "h:1", "", 18446744073709551615ULL, 0);
     cr_assert_str_eq(buf,
                      "{\"instance\":\"h:1\",\"instance_count\":18446744073709551615,\"cluster_total\":0}");
-    cr_assert_eq(tally_format_count_json(buf, full, "h:1", 18446744073709551615ULL, 0), (size_t)-1);
+    cr_assert_eq(tally_format_count_json(buf, full, "h:1", "", 18446744073709551615ULL, 0), (size_t)-1);
 }
