@@ -171,7 +171,7 @@ static void on_watch_message(redisAsyncContext *ac, void *r, void *privdata)
     else if (strcmp(channel, "+promoted-slave") == 0 &&
              tally_promoted_parse(msg, len, link->master_name, &to) == TALLY_OK)
         link->announced_(link, &to, "+promoted-slave"); /* the leader saw it answer as master */
-    else if (strcmp(channel, "+selected-slave") == 0 &&
+    else if (strcmp(channel, TALLY_SENTINEL_SELECTED) == 0 &&
              tally_promoted_parse(msg, len, link->master_name, &to) == TALLY_OK)
         link->announced_(link, &to, TALLY_SENTINEL_SELECTED); /* about to be promoted */
 }
